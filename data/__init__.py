@@ -1,0 +1,56 @@
+"""Dataset registry: ``--dataset_mode NAME`` loads data/<name>_dataset.py and its class <Name>Dataset.
+
+To add a dataset ``foo``, create data/foo_dataset.py with a BaseDataset subclass called FooDataset
+(underscores in the file name are ignored when matching the class name, case-insensitively).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+from torch.utils.data import DataLoader
+
+from util.errors import UserError
+
+from .base_dataset import BaseDataset
+
+
+def _available() -> list[str]:
+    here = os.path.dirname(__file__)
+    return sorted(f[: -len("_dataset.py")] for f in os.listdir(here)
+                  if f.endswith("_dataset.py") and f != "base_dataset.py")
+
+
+def find_dataset_using_name(dataset_name: str) -> type[BaseDataset]:
+    """Return the BaseDataset subclass registered under ``dataset_name``."""
+    name = dataset_name.lower()
+    if name not in _available():
+        raise UserError(f"--dataset_mode {dataset_name}: no such dataset; available: {', '.join(_available())}")
+    module = importlib.import_module(f"data.{name}_dataset")
+    target = name.replace("_", "") + "dataset"
+    for cls_name, cls in vars(module).items():
+        if cls_name.lower() == target and isinstance(cls, type) and issubclass(cls, BaseDataset):
+            return cls
+    raise UserError(f"data/{name}_dataset.py defines no BaseDataset subclass named {target} (case-insensitive)")
+
+
+def get_option_setter(dataset_name: str):
+    """Return the dataset class's ``modify_commandline_options``."""
+    return find_dataset_using_name(dataset_name).modify_commandline_options
+
+
+def create_dataset(opt: argparse.Namespace) -> DataLoader:
+    """Return a DataLoader over the dataset named by ``opt.dataset_mode`` (its ``.dataset`` is the dataset)."""
+    dataset = find_dataset_using_name(opt.dataset_mode)(opt)
+    print(f"dataset [{type(dataset).__name__}] of size {len(dataset)} was created")
+    # Shuffling, the workers' seeds and (with --num_threads 0) every random draw of the dataset come from
+    # torch's global generator, which --seed seeds and the training state saves and restores.
+    return DataLoader(
+        dataset,
+        batch_size=opt.batch_size,
+        shuffle=not opt.serial_batches,
+        num_workers=int(opt.num_threads),
+        drop_last=False,
+    )

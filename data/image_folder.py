@@ -1,0 +1,68 @@
+"""Finding image files in a folder and decoding any of them to an 8-bit RGB PIL image."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from util.errors import UserError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+# Grayscale 16/32-bit modes Pillow uses for 16-bit PNGs and TIFFs, with their maximum value.
+_WIDE_GRAY_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I": 65535, "F": 1.0}
+
+
+def is_image_file(filename: str) -> bool:
+    """Return True if the name has an image extension (case-insensitive)."""
+    return filename.lower().endswith(IMG_EXTENSIONS)
+
+
+def make_dataset(folder: str, max_dataset_size: float = float("inf")) -> list[str]:
+    """Return the sorted image paths directly inside folder (at most max_dataset_size of them)."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: folder not found")
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                   if is_image_file(f) and os.path.isfile(os.path.join(folder, f)))
+    return paths[: int(min(max_dataset_size, len(paths)))]
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Return the image at path as an 8-bit RGB PIL image, upright according to its EXIF orientation.
+
+    Grayscale and palette images are expanded to RGB; 16-bit images are scaled to 8 bits; images with
+    transparency (RGBA, LA, palette with a transparent colour) are composited on white, which is how a
+    viewer shows them and keeps transparent areas from turning into black "scenes". A file that cannot
+    be decoded is a UserError naming it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as err:
+        raise UserError(f"{path}: cannot be decoded as an image ({type(err).__name__}: {err})") from None
+    return to_rgb8(img)
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Return img converted to 8-bit RGB (see load_rgb for the rules)."""
+    if img.mode in _WIDE_GRAY_MODES:
+        scale = 255.0 / _WIDE_GRAY_MODES[img.mode]
+        array = np.asarray(img, dtype=np.float64) * scale
+        return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img

@@ -1,0 +1,215 @@
+"""The ``resize_natural_3`` dataset (SPEC §6): T+R mixtures synthesized per sample, real pairs, test pairs.
+
+Training folders under --dataroot: trainA1 (T photos), trainA2 (R photos), optionally natural_T and
+natural_I (real aligned pairs with the same file names). Test folders: testB (inputs I) and optionally
+testA1 (ground truth T, paired with testB by file name without extension).
+
+Every random draw of a sample (real or synthetic, which R photo, crop, flip, synthesis parameters) comes
+from one torch.Generator seeded from torch's global generator, so --seed fixes the sample stream for a
+given --num_threads, and DataLoader workers (seeded differently by PyTorch) draw different parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from PIL import Image
+
+from util.errors import UserError
+
+from . import synthesis
+from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
+from .image_folder import load_rgb, make_dataset
+
+MAX_SYNTHESIS_TRIES = 20
+NATURAL_CROP_FRACTION = 0.7
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def downscales(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return T (3,H,W) resized to (H/2, W/2) and (H/4, W/4) (antialiased bilinear) for the multi-scale loss."""
+    h, w = t.shape[-2:]
+    resize = torch.nn.functional.interpolate
+    half = resize(t[None], size=(h // 2, w // 2), mode="bilinear", antialias=True, align_corners=False)[0]
+    quarter = resize(t[None], size=(h // 4, w // 4), mode="bilinear", antialias=True, align_corners=False)[0]
+    return half, quarter
+
+
+class ResizeNatural3Dataset(BaseDataset):
+    """Synthetic T+R mixtures (real pairs with probability --natural_prob) for training; testB[/testA1] for testing."""
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        """Return the parser with the dataset's flags (epoch length, synthesis range, test sizing)."""
+        parser.add_argument("--dataset_size", type=int, default=4000,
+                            help="samples per training epoch; 0 = the number of trainA1 images")
+        parser.add_argument("--sigma_min", type=float, default=2.0, help="smallest reflection blur sigma")
+        parser.add_argument("--sigma_max", type=float, default=5.0, help="largest reflection blur sigma")
+        parser.add_argument("--natural_prob", type=float, default=0.3,
+                            help="probability that a training sample is a real pair (when natural_T/natural_I exist)")
+        parser.add_argument("--keep_size", action="store_true",
+                            help="test: reflect-pad inputs to a multiple of 4 and crop outputs back, instead of "
+                                 "resizing them down to a multiple of 4 as the released code did")
+        return parser
+
+    def __init__(self, opt: argparse.Namespace):
+        super().__init__(opt)
+        if not os.path.isdir(opt.dataroot):
+            raise UserError(f"--dataroot {opt.dataroot}: folder not found")
+        self.is_train = opt.is_train
+        if self.is_train:
+            self._init_train(opt)
+        else:
+            self._init_test(opt)
+
+    # ----- folders -------------------------------------------------------------------------------
+    def _required(self, sub: str, what: str) -> list[str]:
+        folder = os.path.join(self.root, sub)
+        if not os.path.isdir(folder):
+            raise UserError(f"{folder}: folder not found; it must contain {what}")
+        paths = make_dataset(folder, self.opt.max_dataset_size)
+        if not paths:
+            raise UserError(f"{folder}: no images found; it must contain {what}")
+        return paths
+
+    def _init_train(self, opt: argparse.Namespace) -> None:
+        if opt.sigma_min <= 0 or opt.sigma_max < opt.sigma_min:
+            raise UserError(f"--sigma_min {opt.sigma_min} --sigma_max {opt.sigma_max}: need 0 < min <= max")
+        self.t_paths = self._required("trainA1", "transmission photos (T)")
+        self.r_paths = self._required("trainA2", "reflection photos (R)")
+        nat_t, nat_i = os.path.join(self.root, "natural_T"), os.path.join(self.root, "natural_I")
+        self.natural_pairs: list[tuple[str, str]] = []
+        if os.path.isdir(nat_t) and os.path.isdir(nat_i):
+            self.natural_pairs = pair_by_name(make_dataset(nat_t, opt.max_dataset_size),
+                                              make_dataset(nat_i, opt.max_dataset_size), nat_t, nat_i)
+        if not self.natural_pairs:
+            print(f"note: no real pairs (natural_T/natural_I) under {self.root}: training on synthetic mixtures only")
+        self.length = opt.dataset_size if opt.dataset_size > 0 else len(self.t_paths)
+
+    def _init_test(self, opt: argparse.Namespace) -> None:
+        self.i_paths = self._required("testB", "the input images with reflections (I)")
+        t_folder = os.path.join(self.root, "testA1")
+        t_paths = make_dataset(t_folder, float("inf")) if os.path.isdir(t_folder) else []
+        by_stem = {_stem(p): p for p in t_paths}
+        input_stems = {_stem(p) for p in self.i_paths}
+        orphans = sorted(os.path.basename(p) for p in t_paths if _stem(p) not in input_stems)
+        if orphans:
+            print(f"note: {len(orphans)} ground-truth image(s) in {t_folder} have no input in testB and are "
+                  f"ignored: {', '.join(orphans[:10])}")
+        self.t_for_i = [by_stem.get(_stem(p)) for p in self.i_paths]
+        self.length = len(self.i_paths)
+
+    def __len__(self) -> int:
+        """Return --dataset_size (training) or the number of testB images (testing)."""
+        return self.length
+
+    # ----- samples -------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> dict:
+        """Return a sample dict: T, I, R, T2, T4, alpha, isNatural, I_path, T_path (and has_gt, orig_size at test)."""
+        if not self.is_train:
+            return self._test_item(index)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        gen = torch.Generator().manual_seed(seed)
+        if self.natural_pairs and float(torch.rand(1, generator=gen)) < self.opt.natural_prob:
+            return self._natural_item(gen)
+        return self._synthetic_item(index, gen)
+
+    def _natural_item(self, gen: torch.Generator) -> dict:
+        pick = int(torch.randint(len(self.natural_pairs), (1,), generator=gen))
+        t_path, i_path = self.natural_pairs[pick]
+        t_img, i_img = load_rgb(t_path), load_rgb(i_path)
+        if t_img.size != i_img.size:
+            raise UserError(f"real pair of different sizes: {t_path} is {t_img.size}, {i_path} is {i_img.size}")
+        w, h = t_img.size
+        side = max(4, int(NATURAL_CROP_FRACTION * min(w, h)))
+        y = int(torch.randint(h - side + 1, (1,), generator=gen))
+        x = int(torch.randint(w - side + 1, (1,), generator=gen))
+        box = (x, y, x + side, y + side)
+        geometry = draw_geometry(gen, self.opt.no_flip)
+        t_img = apply_preprocess(t_img.crop(box), self.opt, geometry)
+        i_img = apply_preprocess(i_img.crop(box), self.opt, geometry)
+        t = to_tensor(t_img)
+        t2, t4 = downscales(t)
+        return {"T": t, "I": to_tensor(i_img), "R": torch.zeros_like(t), "T2": t2, "T4": t4,
+                "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "I_path": i_path, "T_path": t_path}
+
+    def _synthetic_item(self, index: int, gen: torch.Generator) -> dict:
+        t_path = self.t_paths[index % len(self.t_paths)]
+        geometry = draw_geometry(gen, self.opt.no_flip)
+        t_img = apply_preprocess(load_rgb(t_path), self.opt, geometry)
+        t = to_tensor(t_img)
+        height, width = t.shape[-2:]
+        for _ in range(MAX_SYNTHESIS_TRIES):
+            r_path = self.r_paths[int(torch.randint(len(self.r_paths), (1,), generator=gen))]
+            r_img = apply_preprocess(load_rgb(r_path), self.opt, draw_geometry(gen, True))
+            if geometry.flip:
+                r_img = r_img.transpose(Image.FLIP_LEFT_RIGHT)
+            if r_img.size != t_img.size:
+                r_img = r_img.resize(t_img.size, Image.BICUBIC)
+            r = to_tensor(r_img)
+            params = synthesis.draw_params(height, width, gen, self.opt.sigma_min, self.opt.sigma_max)
+            r_out, i = synthesis.synthesize(t, r, params.sigma, params.att, params.alpha, params.offset)
+            if not synthesis.is_rejected(t, r, r_out, i):
+                t2, t4 = downscales(t)
+                return {"T": t, "I": i, "R": r_out, "T2": t2, "T4": t4, "alpha": torch.tensor(params.alpha),
+                        "isNatural": torch.tensor(False), "I_path": t_path, "T_path": t_path}
+        raise UserError(f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (the rejection "
+                        "test of SPEC §5 step 7 failed each time: the photo is too dark, or much brighter than the "
+                        "reflection photos); remove it from trainA1 or add brighter photos to trainA2")
+
+    def _test_item(self, index: int) -> dict:
+        i_path, t_path = self.i_paths[index], self.t_for_i[index]
+        i_img = load_rgb(i_path)
+        has_gt = t_path is not None
+        t_img = load_rgb(t_path) if has_gt else Image.new("RGB", i_img.size)
+        if t_img.size != i_img.size:
+            raise UserError(f"ground truth {t_path} is {t_img.size[0]}x{t_img.size[1]} but input {i_path} is "
+                            f"{i_img.size[0]}x{i_img.size[1]}; a test pair must have the same size")
+        sample: dict = {}
+        if self.opt.keep_size:
+            w, h = i_img.size
+            if w < 4 or h < 4:
+                raise UserError(f"{i_path}: image of {w}x{h} pixels is smaller than the 4x4 the network needs")
+            i, t = pad_to_multiple(to_tensor(i_img), 4), pad_to_multiple(to_tensor(t_img), 4)
+            sample["orig_size"] = (h, w)
+        else:
+            try:
+                i_img, t_img = round_down_to_4(i_img), round_down_to_4(t_img)
+            except UserError as err:
+                raise UserError(f"{i_path}: {err}") from None
+            i, t = to_tensor(i_img), to_tensor(t_img)
+        half, quarter = downscales(t)
+        sample.update({"T": t, "I": i, "R": torch.zeros_like(i), "T2": half, "T4": quarter,
+                       "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "has_gt": torch.tensor(has_gt),
+                       "I_path": i_path, "T_path": t_path or ""})
+        return sample
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Return x (C,H,W) reflect-padded at the bottom and right to H, W divisible by multiple."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode="reflect")[0]
+
+
+def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: str) -> list[tuple[str, str]]:
+    """Return (T, I) path pairs with the same file name; unpaired names are a UserError listing them."""
+    t_names = {os.path.basename(p): p for p in t_paths}
+    i_names = {os.path.basename(p): p for p in i_paths}
+    only_t = sorted(set(t_names) - set(i_names))
+    only_i = sorted(set(i_names) - set(t_names))
+    if only_t or only_i:
+        parts = []
+        if only_t:
+            parts.append(f"only in {t_folder}: {', '.join(only_t[:20])}")
+        if only_i:
+            parts.append(f"only in {i_folder}: {', '.join(only_i[:20])}")
+        raise UserError("real pairs must have the same file names in natural_T and natural_I; " + "; ".join(parts))
+    return [(t_names[n], i_names[n]) for n in sorted(set(t_names) & set(i_names))]

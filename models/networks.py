@@ -1,0 +1,273 @@
+"""The networks of IBCLN: the ConvLSTM generator, the PatchGAN discriminator and the VGG19 feature extractor.
+
+Module names follow the released checkpoints (SPEC §2-§3): every layer is an ``nn.Sequential`` so
+that state_dict keys read ``conv1.0.weight``, ``conv_i.0.bias``, ``model.11.weight`` ... and the
+authors' ``final_net_G_T.pth`` / ``final_net_G_R.pth`` load unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.optim import lr_scheduler
+
+from util.errors import UserError
+
+
+def conv_block(in_c: int, out_c: int, kernel: int, stride: int = 1, dilation: int = 1,
+               act: nn.Module | None = None) -> nn.Sequential:
+    """Return Sequential(conv with 'same'-style padding and bias, activation); ReLU unless told otherwise."""
+    padding = dilation * (kernel - 1) // 2
+    conv = nn.Conv2d(in_c, out_c, kernel, stride=stride, padding=padding, dilation=dilation, bias=True)
+    return nn.Sequential(conv, act if act is not None else nn.ReLU())
+
+
+def upsample_block(in_c: int, out_c: int) -> nn.Sequential:
+    """Return the released decoder's x2 upsampling: transposed conv, pad (1,0,1,0), 2x2 avg pool (stride 1), ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_c, out_c, 4, stride=2, padding=1, bias=True),
+        # The pad + stride-1 pool smooths the checkerboard of the transposed conv without changing the size.
+        nn.ReflectionPad2d((1, 0, 1, 0)),
+        nn.AvgPool2d(2, stride=1),
+        nn.ReLU(),
+    )
+
+
+class ConvLSTMGenerator(nn.Module):
+    """One IBCLN generator ("gen_drop"): encoder, ConvLSTM at 1/4 scale, decoder with three output scales.
+
+    ``forward(x, h, c)`` takes 9 channels cat(I, T_prev, R_prev) and the LSTM state (N, 256, H/4, W/4);
+    it returns (full-scale output, h, c, half-scale output, quarter-scale output).
+    """
+
+    def __init__(self, input_nc: int = 9, output_nc: int = 3, ngf: int = 64, use_dropout: bool = True):
+        super().__init__()
+        c1, c2, c3 = ngf, ngf * 2, ngf * 4  # 64, 128, 256
+        self.hidden_channels = c3
+        self.conv1 = conv_block(input_nc, c1, 5)
+        self.conv2 = conv_block(c1, c2, 3, stride=2)
+        self.conv3 = conv_block(c2, c2, 3)
+        self.conv4 = conv_block(c2, c3, 3, stride=2)
+        self.conv5 = conv_block(c3, c3, 3)
+        self.conv6 = conv_block(c3, c3, 3)
+        self.diconv1 = conv_block(c3, c3, 3, dilation=2)
+        self.diconv2 = conv_block(c3, c3, 3, dilation=4)
+        self.diconv3 = conv_block(c3, c3, 3, dilation=8)
+        self.diconv4 = conv_block(c3, c3, 3, dilation=16)
+        self.conv7 = conv_block(c3, c3, 3)
+        self.conv_i = conv_block(2 * c3, c3, 3, act=nn.Sigmoid())
+        self.conv_f = conv_block(2 * c3, c3, 3, act=nn.Sigmoid())
+        self.conv_g = conv_block(2 * c3, c3, 3, act=nn.Tanh())
+        self.conv_o = conv_block(2 * c3, c3, 3, act=nn.Sigmoid())
+        self.conv8 = conv_block(c3, c3, 3)
+        self.deconv1 = upsample_block(c3, c2)
+        self.conv9 = conv_block(c2, c2, 3)
+        self.dropout = nn.Dropout(0.3) if use_dropout else nn.Identity()
+        self.deconv2 = upsample_block(c2, c1)
+        self.conv10 = conv_block(c1, ngf // 2, 3)
+        self.outframe1 = conv_block(c3, output_nc, 3)
+        self.outframe2 = conv_block(c2, output_nc, 3)
+        self.output = conv_block(ngf // 2, output_nc, 3)
+
+    def init_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return zero (h, c) for input x: (N, 256, H/4, W/4) on x's device and dtype."""
+        n, _, height, width = x.shape
+        shape = (n, self.hidden_channels, height // 4, width // 4)
+        return x.new_zeros(shape), x.new_zeros(shape)
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Return (output, h, c, half-scale output, quarter-scale output) for one cascade step."""
+        skip1 = self.conv1(x)
+        skip2 = self.conv3(self.conv2(skip1))
+        x = self.conv4(skip2)
+        for layer in (self.conv5, self.conv6, self.diconv1, self.diconv2, self.diconv3, self.diconv4, self.conv7):
+            x = layer(x)
+        xh = torch.cat((x, h), dim=1)
+        i, f, g, o = self.conv_i(xh), self.conv_f(xh), self.conv_g(xh), self.conv_o(xh)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        x = self.conv8(h)
+        quarter = self.outframe1(x)
+        x = self.deconv1(x) + skip2
+        x = self.dropout(self.conv9(x))
+        half = self.outframe2(x)
+        x = self.deconv2(x) + skip1
+        out = self.output(self.conv10(x))
+        return out, h, c, half, quarter
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN discriminator ("basic" with n_layers=3) as in SPEC §3; keys model.0, model.2, ..., model.11."""
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
+        super().__init__()
+        norm_layer = get_norm_layer(norm)
+        # Instance norm without affine parameters leaves the shift to the conv bias.
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=use_bias),
+                       norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the patch logits (N, 1, h, w)."""
+        return self.model(x)
+
+
+def get_norm_layer(norm: str):
+    """Return a factory for the normalisation layer named by ``--norm``."""
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if norm == "none":
+        return lambda _channels: nn.Identity()
+    raise UserError(f"--norm {norm}: expected instance, batch or none")
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> None:
+    """Initialise conv weights in place (normal(0, gain) by default, as released) and zero their biases."""
+    def init_one(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=init_gain)
+            else:
+                raise UserError(f"--init_type {init_type}: expected normal, xavier, kaiming or orthogonal")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, init_gain)
+            nn.init.zeros_(m.bias)
+
+    net.apply(init_one)
+
+
+def place_net(net: nn.Module, gpu_ids: list[int]) -> nn.Module:
+    """Return net on the first GPU of gpu_ids (wrapped in DataParallel for several) or on the CPU."""
+    if gpu_ids:
+        net.to(torch.device("cuda", gpu_ids[0]))
+        if len(gpu_ids) > 1:
+            net = nn.DataParallel(net, gpu_ids)
+    return net
+
+
+def define_G(opt: argparse.Namespace) -> ConvLSTMGenerator:
+    """Return a freshly initialised generator for --netG."""
+    if opt.netG != "gen_drop":
+        raise UserError(f"--netG {opt.netG}: IBCLN has one generator architecture, gen_drop")
+    net = ConvLSTMGenerator(3 * opt.input_nc, opt.output_nc, opt.ngf, use_dropout=not opt.no_dropout)
+    init_weights(net, opt.init_type, opt.init_gain)
+    return net
+
+
+def define_D(opt: argparse.Namespace) -> NLayerDiscriminator:
+    """Return a freshly initialised discriminator for --netD."""
+    if opt.netD == "basic":
+        net = NLayerDiscriminator(opt.output_nc, opt.ndf, 3, opt.norm)
+    elif opt.netD == "n_layers":
+        net = NLayerDiscriminator(opt.output_nc, opt.ndf, opt.n_layers_D, opt.norm)
+    else:
+        raise UserError(f"--netD {opt.netD}: expected basic or n_layers")
+    init_weights(net, opt.init_type, opt.init_gain)
+    return net
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG19 layers 0..6 (conv1_1 .. relu2_1); returns the activations after relu1_1 and relu2_1."""
+
+    taps = (1, 6)
+
+    def __init__(self, layers: nn.Sequential):
+        super().__init__()
+        self.layers = layers
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        """Return self, staying in eval mode: the loss network never trains."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Return [relu1_1, relu2_1] features of x (inputs in [0,1], not mean/std normalised, as released)."""
+        feats = []
+        for idx, layer in enumerate(self.layers):
+            x = layer(x)
+            if idx in self.taps:
+                feats.append(x)
+                if idx == self.taps[-1]:
+                    break
+        return feats
+
+
+def load_vgg_features(source: str) -> VGGFeatures:
+    """Return the perceptual-loss VGG19 from 'imagenet' (torchvision download), a local .pth file, or 'random'."""
+    from torchvision.models import VGG19_Weights, vgg19
+
+    keep = VGGFeatures.taps[-1] + 1
+    if source == "random":
+        warnings.warn("--vgg_weights random: the VGG19 of the perceptual loss is untrained, so L_MP is "
+                      "meaningless; use this only for offline smoke runs", stacklevel=2)
+        return VGGFeatures(vgg19(weights=None).features[:keep])
+    if source == "imagenet":
+        try:
+            net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
+        except Exception as err:  # any download or cache failure ends up here
+            raise UserError(
+                f"could not obtain torchvision's ImageNet VGG19 weights ({type(err).__name__}: {err}). "
+                "Pass --vgg_weights PATH (a local vgg19 state_dict, e.g. vgg19-dcbb9e9d.pth) or "
+                "--vgg_weights random (offline smoke runs only)") from None
+        return VGGFeatures(net.features[:keep])
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"--vgg_weights {source}: no such file (expected imagenet, random or a .pth path)") from None
+    except Exception as err:
+        raise UserError(f"--vgg_weights {source}: cannot read it as a torch state_dict ({err})") from None
+    net = vgg19(weights=None)
+    wanted = {k: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < keep}
+    expected = {k for k in net.state_dict() if k.startswith("features.") and int(k.split(".")[1]) < keep}
+    if set(wanted) != expected:
+        missing = sorted(expected - set(wanted))
+        raise UserError(f"--vgg_weights {source}: not a torchvision vgg19 state_dict (missing {missing})")
+    features = net.features[:keep]
+    features.load_state_dict({k.split(".", 1)[1]: v for k, v in wanted.items()})
+    return VGGFeatures(features)
+
+
+def get_scheduler(optimizer: torch.optim.Optimizer, opt: argparse.Namespace):
+    """Return the learning-rate scheduler for --lr_policy, positioned at epoch --epoch_count.
+
+    The scheduler's counter is the number of finished epochs, so a resumed run that restores its
+    state_dict and a fresh run started with --epoch_count agree. linear keeps the lr for niter
+    epochs, then decays it to zero over niter_decay epochs.
+    """
+    if opt.lr_policy == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+    start = opt.epoch_count - 2  # -1 for a run starting at epoch 1
+    if start >= 0:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+    if opt.lr_policy == "linear":
+        def rule(finished: int) -> float:
+            return 1.0 - max(0, finished + 1 - opt.niter) / float(opt.niter_decay + 1)
+        return lr_scheduler.LambdaLR(optimizer, lr_lambda=rule, last_epoch=start)
+    if opt.lr_policy == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=opt.lr_decay_iters, gamma=0.1, last_epoch=start)
+    if opt.lr_policy == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=opt.niter, eta_min=0, last_epoch=start)
+    raise UserError(f"--lr_policy {opt.lr_policy}: expected linear, step, plateau or cosine")

@@ -1,0 +1,161 @@
+"""Flags shared by training and testing (the pix2pix-family set, with IBCLN's defaults).
+
+Models and datasets add their own flags through ``modify_commandline_options``; the parser is
+built in two passes so that ``--model`` and ``--dataset_mode`` can pick which ones apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+import data
+import models
+from util.errors import UserError
+
+
+class BaseOptions:
+    """Builds, prints and saves the options of one run."""
+
+    is_train = False
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Return the parser with the flags shared by train.py and test.py."""
+        # basic parameters
+        parser.add_argument("--dataroot", required=True,
+                            help="folder holding trainA1/trainA2[/natural_T/natural_I] or testB[/testA1]")
+        parser.add_argument("--name", type=str, default="experiment_name",
+                            help="name of the experiment: where checkpoints and results are stored")
+        parser.add_argument("--gpu_ids", type=str, default="0",
+                            help="GPU ids, e.g. 0  0,1,2  or -1 for the CPU")
+        parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
+        parser.add_argument("--seed", type=int, default=None,
+                            help="seed python, numpy, torch and the data workers (reproducible for a given "
+                                 "--num_threads); unset = not seeded")
+        # model parameters
+        parser.add_argument("--model", type=str, default="ibcln", help="which model to use (case-insensitive)")
+        parser.add_argument("--input_nc", type=int, default=3, help="channels of an input image")
+        parser.add_argument("--output_nc", type=int, default=3, help="channels of an output image")
+        parser.add_argument("--ngf", type=int, default=64, help="generator filters in the first conv layer")
+        parser.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first conv layer")
+        parser.add_argument("--netD", type=str, default="basic", help="discriminator architecture [basic]")
+        parser.add_argument("--netG", type=str, default="gen_drop", help="generator architecture [gen_drop]")
+        parser.add_argument("--n_layers_D", type=int, default=3, help="layers of the PatchGAN discriminator")
+        parser.add_argument("--norm", type=str, default="instance",
+                            help="discriminator normalisation [instance | batch | none]")
+        parser.add_argument("--init_type", type=str, default="normal",
+                            help="weight init [normal | xavier | kaiming | orthogonal]")
+        parser.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal")
+        parser.add_argument("--no_dropout", action="store_true", help="no dropout in the generators")
+        # dataset parameters
+        parser.add_argument("--dataset_mode", type=str, default="resize_natural_3", help="which dataset to use")
+        parser.add_argument("--serial_batches", action="store_true",
+                            help="take images in order to make batches, otherwise randomly")
+        parser.add_argument("--num_threads", default=4, type=int, help="data loading worker processes")
+        parser.add_argument("--batch_size", type=int, default=2, help="input batch size")
+        parser.add_argument("--load_size", type=int, default=256, help="scale images to this size")
+        parser.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+        parser.add_argument("--max_dataset_size", type=float, default=float("inf"),
+                            help="at most this many images are read from each folder")
+        parser.add_argument("--preprocess", type=str, default="resize_and_crop",
+                            help="[resize_and_crop | crop | scale_width | scale_width_and_crop | none]; "
+                                 "'' at test time = only round H and W down to multiples of 4")
+        parser.add_argument("--no_flip", action="store_true", help="do not flip images for data augmentation")
+        parser.add_argument("--display_winsize", type=int, default=256, help="display window size (visdom, HTML)")
+        # additional parameters
+        parser.add_argument("--epoch", type=str, default="latest",
+                            help="which checkpoint to load: latest, final, or an epoch number")
+        parser.add_argument("--load_iter", type=int, default=0,
+                            help="if > 0, load the checkpoint saved at this iteration (iter_<n>) instead of --epoch")
+        parser.add_argument("--verbose", action="store_true", help="print the networks")
+        parser.add_argument("--suffix", default="", type=str,
+                            help="appended to --name, e.g. {model}_{netG}_size{load_size}")
+        return parser
+
+    def gather_options(self, args: list[str] | None = None) -> argparse.Namespace:
+        """Return the parsed options, with the chosen model's and dataset's flags added."""
+        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser = self.initialize(parser)
+        opt, _ = parser.parse_known_args(args)
+        try:
+            model_setter = models.get_option_setter(opt.model)
+            parser = model_setter(parser, self.is_train)
+            opt, _ = parser.parse_known_args(args)
+            dataset_setter = data.get_option_setter(opt.dataset_mode)
+            parser = dataset_setter(parser, self.is_train)
+        except UserError as err:
+            parser.error(str(err))
+        self.parser = parser
+        return parser.parse_args(args)
+
+    def format_options(self, opt: argparse.Namespace) -> str:
+        """Return the options as a table, marking values that differ from the default."""
+        lines = ["----------------- Options ---------------"]
+        for key, value in sorted(vars(opt).items()):
+            default = self.parser.get_default(key)
+            note = f"\t[default: {default}]" if value != default else ""
+            lines.append(f"{key:>25}: {str(value):<30}{note}")
+        lines.append("----------------- End -------------------")
+        return "\n".join(lines)
+
+    def parse(self, args: list[str] | None = None, save: bool = True) -> argparse.Namespace:
+        """Return the options of this run: parsed, checked, printed and saved to <phase>_opt.txt."""
+        opt = self.gather_options(args)
+        opt.is_train = self.is_train
+        if opt.suffix:
+            opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
+        opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
+        text = self.format_options(opt)
+        print(text)
+        if save:
+            expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
+            os.makedirs(expr_dir, exist_ok=True)
+            with open(os.path.join(expr_dir, f"{opt.phase}_opt.txt"), "w") as f:
+                f.write(text + "\n")
+        if opt.gpu_ids:
+            torch.cuda.set_device(opt.gpu_ids[0])
+        if opt.seed is not None:
+            seed_everything(opt.seed)
+        self.opt = opt
+        return opt
+
+
+def parse_gpu_ids(text: str) -> list[int]:
+    """Return the GPU ids named by ``--gpu_ids`` (empty for the CPU), checking that they exist."""
+    try:
+        ids = [int(part) for part in str(text).split(",") if part.strip() != ""]
+    except ValueError:
+        raise UserError(f"--gpu_ids {text}: expected comma-separated integers (0 or 0,1), or -1 for the CPU") from None
+    ids = [i for i in ids if i >= 0]
+    if not ids:
+        return []
+    if not torch.cuda.is_available():
+        raise UserError(f"--gpu_ids {text}: CUDA is not available on this machine; use --gpu_ids -1 to run on the CPU")
+    count = torch.cuda.device_count()
+    missing = [i for i in ids if i >= count]
+    if missing:
+        raise UserError(f"--gpu_ids {text}: this machine has {count} GPU(s) (ids 0..{count - 1}); "
+                        "choose existing ids or use --gpu_ids -1 for the CPU")
+    return ids
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (the data workers derive their seeds from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_cli(main, options: BaseOptions) -> None:
+    """Parse the options, then run ``main(opt)``; a UserError ends the program with a one-line message."""
+    try:
+        opt = options.parse()
+        main(opt)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,27 @@
+"""Flags of test.py: where results go, how many images, and the test-time network mode."""
+
+from __future__ import annotations
+
+import argparse
+
+from .base_options import BaseOptions
+
+
+class TestOptions(BaseOptions):
+    """Options for testing."""
+
+    is_train = False
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Return the parser with the shared flags and the testing flags."""
+        parser = BaseOptions.initialize(self, parser)
+        parser.add_argument("--results_dir", type=str, default="./results/", help="results are saved here")
+        parser.add_argument("--aspect_ratio", type=float, default=1.0, help="aspect ratio of result images")
+        parser.add_argument("--phase", type=str, default="test", help="train, val, test, ...")
+        parser.add_argument("--eval", action="store_true",
+                            help="accepted for compatibility: networks are in eval mode at test time by default")
+        parser.add_argument("--dropout_at_test", action="store_true",
+                            help="keep dropout active at test time, as the released test.sh did (random outputs)")
+        parser.add_argument("--num_test", type=float, default=float("inf"), help="test at most this many images")
+        parser.set_defaults(num_threads=0, batch_size=1, serial_batches=True, no_flip=True, preprocess="")
+        return parser

@@ -1,0 +1,47 @@
+"""Flags of train.py: display, saving, schedule and optimiser (defaults of the released IBCLN recipe)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .base_options import BaseOptions
+
+
+class TrainOptions(BaseOptions):
+    """Options for training."""
+
+    is_train = True
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Return the parser with the shared flags and the training flags."""
+        parser = BaseOptions.initialize(self, parser)
+        # visdom and HTML visualisation
+        parser.add_argument("--display_freq", type=int, default=400, help="show results every N samples")
+        parser.add_argument("--display_ncols", type=int, default=4, help="images per row in visdom")
+        parser.add_argument("--display_id", type=int, default=1, help="visdom window id; <= 0 disables visdom")
+        parser.add_argument("--display_server", type=str, default="http://localhost", help="visdom server")
+        parser.add_argument("--display_env", type=str, default="main", help="visdom environment")
+        parser.add_argument("--display_port", type=int, default=8097, help="visdom port")
+        parser.add_argument("--update_html_freq", type=int, default=1000, help="save results to HTML every N samples")
+        parser.add_argument("--print_freq", type=int, default=100, help="print losses every N samples")
+        parser.add_argument("--no_html", action="store_true", help="do not write checkpoints/<name>/web/")
+        # saving and loading
+        parser.add_argument("--save_latest_freq", type=int, default=5000, help="save 'latest' every N samples")
+        parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs")
+        parser.add_argument("--save_by_iter", action="store_true", help="also keep a checkpoint per save (iter_<n>)")
+        parser.add_argument("--continue_train", action="store_true",
+                            help="resume from --epoch (networks, optimisers, schedulers, counters, RNG states)")
+        parser.add_argument("--epoch_count", type=int, default=1,
+                            help="first epoch number (taken from the training state when resuming)")
+        parser.add_argument("--phase", type=str, default="train", help="train, val, test, ...")
+        # schedule and optimiser
+        parser.add_argument("--niter", type=int, default=80, help="epochs at the starting learning rate")
+        parser.add_argument("--niter_decay", type=int, default=0, help="epochs to decay the learning rate to zero")
+        parser.add_argument("--beta1", type=float, default=0.5, help="Adam momentum term")
+        parser.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
+        parser.add_argument("--gan_mode", type=str, default="lsgan", help="GAN objective [lsgan | vanilla]")
+        parser.add_argument("--lr_policy", type=str, default="linear",
+                            help="learning rate policy [linear | step | plateau | cosine]")
+        parser.add_argument("--lr_decay_iters", type=int, default=50,
+                            help="step policy: multiply by 0.1 every N epochs")
+        return parser

@@ -1,0 +1,112 @@
+"""Train IBCLN: python train.py --dataroot DIR --name NAME --model IBCLN --dataset_mode resize_natural_3 ...
+
+Epochs run from --epoch_count to --niter + --niter_decay. Every checkpoint save writes the networks
+(<prefix>_net_<G_T|G_R|D>.pth) and a training state (<prefix>_train_state.pth) so that
+--continue_train resumes exactly; 'latest' is saved at the end of every epoch, every --save_latest_freq
+samples and on Ctrl-C; '<epoch>' every --save_epoch_freq epochs; 'final' when training ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tqdm import tqdm
+
+from data import create_dataset
+from models import create_model
+from models.base_model import BaseModel, NonFiniteLossError
+from options.base_options import run_cli
+from options.train_options import TrainOptions
+from util.errors import UserError
+from util.visualizer import Visualizer
+
+
+def crossed(total: int, step: int, freq: int) -> bool:
+    """Return True if the sample counter passed a multiple of freq in its last increase by step."""
+    return freq > 0 and total // freq > (total - step) // freq
+
+
+def save_checkpoint(model: BaseModel, prefix: str, epoch_done: int, total_iters: int) -> None:
+    """Save networks and training state under prefix (epoch_done = last fully trained epoch)."""
+    model.save_networks(prefix)
+    model.save_training_state(prefix, epoch_done, total_iters)
+
+
+def resume(model: BaseModel, opt: argparse.Namespace) -> int:
+    """Restore the training state saved with the loaded networks; return total_iters and set opt.epoch_count."""
+    prefix = model.checkpoint_prefix(opt)
+    if not os.path.isfile(model.training_state_path(prefix)):
+        print(f"note: no training state {model.training_state_path(prefix)}: optimisers start afresh at epoch "
+              f"{opt.epoch_count} (a checkpoint without state, e.g. the released one)")
+        return 0
+    counters = model.load_training_state(prefix)
+    opt.epoch_count = counters["epoch"] + 1
+    print(f"resuming after epoch {counters['epoch']} ({counters['total_iters']} samples seen)")
+    return counters["total_iters"]
+
+
+def main(opt: argparse.Namespace) -> None:
+    """Run the training loop."""
+    loader = create_dataset(opt)
+    dataset_size = len(loader.dataset)
+    model = create_model(opt)
+    model.setup(opt)
+    total_iters = resume(model, opt) if opt.continue_train else 0
+    visualizer = Visualizer(opt)
+    last_epoch = opt.niter + opt.niter_decay
+    epoch = opt.epoch_count
+    try:
+        for epoch in range(opt.epoch_count, last_epoch + 1):
+            visualizer.reset()
+            bar = tqdm(total=dataset_size, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True)
+            epoch_iter = 0
+            t_data_start = time.time()
+            for data in loader:
+                t_data = time.time() - t_data_start
+                t_comp_start = time.time()
+                batch = data["I"].shape[0]
+                total_iters += batch
+                epoch_iter += batch
+                model.set_input(data)
+                try:
+                    model.optimize_parameters()
+                except NonFiniteLossError as err:
+                    raise UserError(f"{err} at epoch {epoch}, sample {total_iters}: training stopped; the last "
+                                    f"saved checkpoint in {model.save_dir} is intact") from None
+                t_comp = time.time() - t_comp_start
+                losses = model.get_current_losses()
+                if crossed(total_iters, batch, opt.display_freq):
+                    save_result = crossed(total_iters, batch, opt.update_html_freq)
+                    visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
+                if crossed(total_iters, batch, opt.print_freq):
+                    message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data)
+                    bar.write(message)
+                    visualizer.plot_current_losses(epoch, epoch_iter / dataset_size, losses)
+                if crossed(total_iters, batch, opt.save_latest_freq):
+                    bar.write(f"saving the latest model (epoch {epoch}, total_iters {total_iters})")
+                    save_checkpoint(model, "latest", epoch - 1, total_iters)
+                    if opt.save_by_iter:
+                        save_checkpoint(model, f"iter_{total_iters}", epoch - 1, total_iters)
+                bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in losses.items())
+                                    + f" data={t_data:.2f}s comp={t_comp:.2f}s")
+                bar.update(batch)
+                t_data_start = time.time()
+            bar.close()
+            lr = model.update_learning_rate()
+            save_checkpoint(model, "latest", epoch, total_iters)
+            if epoch % opt.save_epoch_freq == 0:
+                print(f"saving the model at the end of epoch {epoch}, iters {total_iters}")
+                save_checkpoint(model, str(epoch), epoch, total_iters)
+            print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: saving 'latest' (epoch {epoch} will restart from its beginning on --continue_train)")
+        save_checkpoint(model, "latest", epoch - 1, total_iters)
+        raise SystemExit(130) from None
+    save_checkpoint(model, "final", last_epoch, total_iters)
+    print(f"training done: checkpoints in {model.save_dir} (final, latest)")
+
+
+if __name__ == "__main__":
+    run_cli(main, TrainOptions())

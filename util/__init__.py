@@ -1,0 +1,1 @@
+"""I/O helpers: image conversion, HTML pages, visdom display, metrics, atomic saves."""

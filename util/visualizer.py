@@ -1,0 +1,160 @@
+"""Training display: visdom (image grid of the cascade and loss curves), HTML snapshots, loss_log.txt."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+from torch import Tensor
+
+from . import html
+from .util import save_image, tensor2im
+
+
+def flatten_visuals(visuals: OrderedDict) -> OrderedDict:
+    """Return label -> first image of the batch, labels '<visual>_<kk>' (a cascade list gives 00, 01, ...)."""
+    flat: OrderedDict = OrderedDict()
+    for name, value in visuals.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for k, item in enumerate(items):
+            flat[f"{name}_{k:02d}"] = item
+    return flat
+
+
+def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
+    """Return the images of visuals as rows (a cascade per row, single images together) and the row width."""
+    rows: list[list[np.ndarray]] = []
+    singles: list[np.ndarray] = []
+    for value in visuals.values():
+        if isinstance(value, (list, tuple)):
+            rows.append([tensor2im(v) for v in value])
+        else:
+            singles.append(tensor2im(value))
+    if singles:
+        rows.append(singles)
+    ncols = max(len(r) for r in rows)
+    blank = np.full_like(rows[0][0], 255)
+    images = []
+    for row in rows:
+        images += row + [blank] * (ncols - len(row))
+    return images, ncols
+
+
+class Visualizer:
+    """Shows and saves what training produces; visdom only when --display_id > 0 and a server answers."""
+
+    def __init__(self, opt: argparse.Namespace, enabled: bool = True):
+        self.opt = opt
+        self.enabled = enabled  # False on DDP ranks other than 0
+        self.display_id = opt.display_id if enabled else 0
+        self.use_html = enabled and opt.is_train and not opt.no_html
+        self.win_size = opt.display_winsize
+        self.name = opt.name
+        self.saved = False
+        self.vis = None
+        self.plot_data: dict = {"X": [], "Y": [], "legend": []}
+        if self.display_id > 0:
+            self.vis = connect_visdom(opt.display_server, opt.display_port, opt.display_env)
+            if self.vis is None:
+                self.display_id = 0
+        if self.use_html:
+            self.web_dir = os.path.join(opt.checkpoints_dir, opt.name, "web")
+            self.img_dir = os.path.join(self.web_dir, "images")
+            os.makedirs(self.img_dir, exist_ok=True)
+        self.log_name = os.path.join(opt.checkpoints_dir, opt.name, "loss_log.txt")
+        if enabled:
+            with open(self.log_name, "a") as log_file:
+                log_file.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+
+    def reset(self) -> None:
+        """Allow the next display_current_results to write an HTML snapshot."""
+        self.saved = False
+
+    def _visdom_call(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:  # a server that went away must not stop training
+            warnings.warn(f"visdom display failed ({err}); continuing without it", stacklevel=3)
+            self.display_id = 0
+            self.vis = None
+
+    def display_current_results(self, visuals: OrderedDict, epoch: int, save_result: bool) -> None:
+        """Show the cascade in visdom and, when save_result, add it to the HTML snapshot page."""
+        if not self.enabled:
+            return
+        if self.display_id > 0 and self.vis is not None:
+            images, ncols = _visuals_grid(visuals)
+            array = np.stack([im.transpose(2, 0, 1) for im in images])
+            self._visdom_call(self.vis.images, array, nrow=ncols, win=self.display_id, padding=2,
+                              opts={"title": f"{self.name} images (rows: fake_Ts, fake_Rs, real_T real_I)"})
+        if self.use_html and (save_result or not self.saved):
+            self.saved = True
+            flat = flatten_visuals(visuals)
+            for label, image in flat.items():
+                save_image(tensor2im(image), os.path.join(self.img_dir, f"epoch{epoch:03d}_{label}.png"))
+            self._write_html(epoch, list(flat))
+
+    def _write_html(self, last_epoch: int, labels: list[str]) -> None:
+        webpage = html.HTML(self.web_dir, f"Experiment name = {self.name}", refresh=0)
+        for n in range(last_epoch, 0, -1):
+            names = [f"epoch{n:03d}_{label}.png" for label in labels]
+            if not all(os.path.exists(os.path.join(self.img_dir, name)) for name in names):
+                continue
+            webpage.add_header(f"epoch [{n}]")
+            webpage.add_images(names, labels, width=self.win_size)
+        webpage.save()
+
+    def plot_current_losses(self, epoch: int, counter_ratio: float, losses: OrderedDict) -> None:
+        """Append the losses to the visdom line plot (x = epoch + fraction of the epoch done)."""
+        if not self.enabled or self.display_id <= 0 or self.vis is None:
+            return
+        if not self.plot_data["legend"]:
+            self.plot_data["legend"] = list(losses)
+        self.plot_data["X"].append(epoch + counter_ratio)
+        self.plot_data["Y"].append([losses[k] for k in self.plot_data["legend"]])
+        legend = self.plot_data["legend"]
+        x = np.tile(np.array(self.plot_data["X"])[:, None], (1, len(legend)))
+        y = np.array(self.plot_data["Y"])
+        self._visdom_call(self.vis.line, X=x, Y=y, win=self.display_id + 1,
+                          opts={"title": f"{self.name} loss over time", "legend": legend,
+                                "xlabel": "epoch", "ylabel": "loss"})
+
+    def print_current_losses(self, epoch: int, iters: int, losses: OrderedDict, t_comp: float,
+                             t_data: float) -> str:
+        """Append one line of losses to loss_log.txt and return it (the progress bar shows it)."""
+        message = f"(epoch: {epoch}, iters: {iters}, time: {t_comp:.3f}, data: {t_data:.3f}) "
+        message += " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
+        if self.enabled:
+            with open(self.log_name, "a") as log_file:
+                log_file.write(message + "\n")
+        return message
+
+
+def connect_visdom(server: str, port: int, env: str):
+    """Return a connected visdom client, or None after one warning when no server answers (never starts one)."""
+    try:
+        import visdom
+    except ImportError:
+        warnings.warn("visdom is not installed: training continues without display (--display_id -1 hides "
+                      "this warning)", stacklevel=2)
+        return None
+    try:
+        vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
+                            use_incoming_socket=False)
+        connected = vis.check_connection(timeout_seconds=3)
+    except Exception:
+        connected = False
+    if not connected:
+        warnings.warn(f"no visdom server at {server}:{port}: training continues without display. Start one "
+                      "(see README, 'Watching training') or pass --display_id -1", stacklevel=2)
+        return None
+    return vis
+
+
+def as_images(visuals: OrderedDict) -> OrderedDict[str, np.ndarray]:
+    """Return label -> uint8 image for every flattened visual."""
+    return OrderedDict((label, tensor2im(v)) for label, v in flatten_visuals(visuals).items() if isinstance(v, Tensor))
