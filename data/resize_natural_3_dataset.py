@@ -126,7 +126,11 @@ class ResizeNatural3Dataset(BaseDataset):
         if t_img.size != i_img.size:
             raise UserError(f"real pair of different sizes: {t_path} is {t_img.size}, {i_path} is {i_img.size}")
         w, h = t_img.size
-        side = max(4, int(NATURAL_CROP_FRACTION * min(w, h)))
+        if min(w, h) < 4:
+            raise UserError(f"real pair {t_path}, {i_path}: {w}x{h} pixels is smaller than the 4x4 the network needs")
+        # The side is rounded down to a multiple of 4 here, so that --preprocess none does not resample the
+        # window (apply_preprocess would otherwise resize e.g. a 35-pixel crop to 32).
+        side = max(4, int(NATURAL_CROP_FRACTION * min(w, h)) // 4 * 4)
         y = int(torch.randint(h - side + 1, (1,), generator=gen))
         x = int(torch.randint(w - side + 1, (1,), generator=gen))
         box = (x, y, x + side, y + side)

@@ -57,20 +57,23 @@ class SynthParams:
     offset: tuple[int, int]
 
 
-def sigma_choices(sigma_min: float = 2.0, sigma_max: float = 5.0, n: int = 80) -> torch.Tensor:
-    """Return the n evenly spaced blur sigmas in [sigma_min, sigma_max] (float64)."""
-    if n == 1:
-        return torch.tensor([sigma_min], dtype=torch.float64)
-    # start + i * step with the end pinned, as numpy.linspace (the released code's list) computes it;
+def _linspace(start: float, stop: float, n: int) -> torch.Tensor:
+    # start + i * step with the end pinned, as numpy.linspace (used by the released code) computes it;
     # torch.linspace rounds some entries differently in the last bit.
-    step = (sigma_max - sigma_min) / (n - 1)
-    out = torch.arange(n, dtype=torch.float64) * step + sigma_min
-    out[-1] = sigma_max
+    if n == 1:
+        return torch.tensor([start], dtype=torch.float64)
+    out = torch.arange(n, dtype=torch.float64) * ((stop - start) / (n - 1)) + start
+    out[-1] = stop
     return out
 
 
+def sigma_choices(sigma_min: float = 2.0, sigma_max: float = 5.0, n: int = 80) -> torch.Tensor:
+    """Return the n evenly spaced blur sigmas in [sigma_min, sigma_max] (float64)."""
+    return _linspace(sigma_min, sigma_max, n)
+
+
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    """Return the float64 1-D Gaussian of size 2*ceil(2*sigma)+1, summing to 1."""
+    """Return the float64 1-D Gaussian (size 2*ceil(2*sigma)+1, sum 1), the blur's separable factor."""
     half = math.ceil(2.0 * sigma)
     x = torch.arange(-half, half + 1, dtype=torch.float64)
     k = torch.exp(-(x * x) / (2.0 * sigma * sigma))
@@ -83,7 +86,7 @@ def vignette_mask(size: int = VIGNETTE_SIZE, nsig: float = 3.0) -> torch.Tensor:
     # Bin edges of `size` equal bins covering [-nsig - h, nsig + h], h = half a bin
     # ((2*nsig + 1) / size / 2); the CDF differences give the bin probabilities.
     interval = (2.0 * nsig + 1.0) / size
-    edges = torch.linspace(-nsig - interval / 2.0, nsig + interval / 2.0, size + 1, dtype=torch.float64)
+    edges = _linspace(-nsig - interval / 2.0, nsig + interval / 2.0, size + 1)
     k1 = torch.diff(torch.special.ndtr(edges))
     mask = torch.sqrt(torch.outer(k1, k1))
     mask = mask / mask.sum()
@@ -115,6 +118,7 @@ def vignette_window(h: int, w: int, offset: tuple[int, int]) -> torch.Tensor:
     """Return the (h, w) float64 window at offset (y, x) of the (possibly scaled) vignette mask."""
     side = _mask_side(h, w)
     y, x = offset
+    # A view into a cached mask: callers must not modify it in place.
     if y < 0 or x < 0 or y + h > side or x + w > side:
         raise ValueError(f"window {h}x{w} at offset {offset} does not fit in the {side}x{side} mask")
     return _scaled_mask(side)[y : y + h, x : x + w]
@@ -153,7 +157,8 @@ def synthesize(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (R_out, I): the vignetted blurred reflection and the mixture, both sRGB, like t."""
     if t.shape != r.shape or t.dim() not in (3, 4) or t.shape[-3] != 3:
-        raise ValueError(f"expected t, r of equal shape (3,H,W) or (N,3,H,W), got {tuple(t.shape)}, {tuple(r.shape)}")
+        shapes = f"{tuple(t.shape)}, {tuple(r.shape)}"
+        raise ValueError(f"expected t, r of equal shape (3,H,W) or (N,3,H,W), got {shapes}")
     out_dtype = t.dtype
     single = t.dim() == 3
     # Clamped so that the gamma never sees a negative value (NaN), e.g. after a resampling overshoot.

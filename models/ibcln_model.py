@@ -74,7 +74,9 @@ class IBCLNModel(BaseModel):
         self.real_T = data["T"].to(self.device)
         self.real_T2 = data["T2"].to(self.device) if "T2" in data else None
         self.real_T4 = data["T4"].to(self.device) if "T4" in data else None
-        self.alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device)
+        alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device)
+        # The released recipe rounds the transmission weight to one decimal in the losses (SPEC §4).
+        self.alpha = torch.round(alpha * 10) / 10
         self.synthetic = ~torch.as_tensor(data["isNatural"], dtype=torch.bool).reshape(-1).to(self.device)
         self.image_paths = list(data["I_path"]) if "I_path" in data else []
         # Test samples padded to a multiple of 4 carry their original size; outputs are cropped back to it.

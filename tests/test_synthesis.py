@@ -46,7 +46,8 @@ def _photo(seed: int, h: int = 64, w: int = 64, n: int | None = None) -> torch.T
 def test_matches_released_reference(reference):
     data, p = reference
     assert gaussian_kernel1d(p["sigma"]).numel() == p["kernel_size"]
-    r_out, i = synthesize(data["T"], data["R"], p["sigma"], p["att"], p["alpha"], (p["offset_y"], p["offset_x"]))
+    offset = (p["offset_y"], p["offset_x"])
+    r_out, i = synthesize(data["T"], data["R"], p["sigma"], p["att"], p["alpha"], offset)
     assert r_out.dtype == torch.float32 and i.dtype == torch.float32
     assert r_out.shape == data["R_out"].shape and i.shape == data["I"].shape
     err_r = (r_out - data["R_out"]).abs().max().item()
@@ -98,7 +99,8 @@ def test_vignette_mask():
 
 def test_vignette_window_small_is_unscaled_crop():
     m = vignette_mask()
-    for h, w, off in [(256, 256, (200, 120)), (550, 300, (0, 249)), (10, 550, (549, 0)), (550, 550, (10, 10))]:
+    cases = [(256, 256, (200, 120)), (550, 300, (0, 249)), (10, 550, (549, 0)), (550, 550, (10, 10))]
+    for h, w, off in cases:
         win = vignette_window(h, w, off)
         assert win.shape == (h, w)
         assert torch.equal(win, m[off[0] : off[0] + h, off[1] : off[1] + w])
@@ -188,7 +190,8 @@ def test_output_range_dtype_and_no_nan():
         for x in (r_out, i):
             assert torch.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
     # Overflowing blends are compensated: a bright T plus a bright R does not stay saturated everywhere.
-    r_out, i = synthesize(torch.full((3, 32, 32), 0.95), torch.full((3, 32, 32), 0.9), 2.0, 1.1, 1.0, (100, 100))
+    bright_t, bright_r = torch.full((3, 32, 32), 0.95), torch.full((3, 32, 32), 0.9)
+    r_out, i = synthesize(bright_t, bright_r, 2.0, 1.1, 1.0, (100, 100))
     assert i.max() <= 1.0 and r_out.max() < 0.9
     zero_r, i0 = synthesize(t, torch.zeros_like(r), 2.0, 1.1, 0.9, (0, 0))
     assert zero_r.abs().max() == 0.0
@@ -211,7 +214,10 @@ def test_is_rejected_each_condition():
     # max(I) < 0.1
     assert is_rejected(ok_t, ok_r, ok_ro, torch.full((3, 8, 8), 0.09))
     assert not is_rejected(ok_t, ok_r, ok_ro, torch.full((3, 8, 8), 0.1))
+
     # Batched: rejected when any image fails.
-    stack = torch.stack
-    assert is_rejected(stack([ok_t, ok_t]), stack([ok_r, ok_r]), stack([ok_ro, ok_ro * 0.1]), stack([ok_i, ok_i]))
-    assert not is_rejected(stack([ok_t, ok_t]), stack([ok_r, ok_r]), stack([ok_ro, ok_ro]), stack([ok_i, ok_i]))
+    def pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.stack([a, b])
+
+    assert is_rejected(pair(ok_t, ok_t), pair(ok_r, ok_r), pair(ok_ro, ok_ro * 0.1), pair(ok_i, ok_i))
+    assert not is_rejected(pair(ok_t, ok_t), pair(ok_r, ok_r), pair(ok_ro, ok_ro), pair(ok_i, ok_i))

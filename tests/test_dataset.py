@@ -1,0 +1,383 @@
+"""The resize_natural_3 dataset (SPEC §6, issue #3): samples, real pairs, seeding, test-time sizing, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from data import create_dataset
+from data.image_folder import load_rgb
+from data.resize_natural_3_dataset import ResizeNatural3Dataset
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from util.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_KEYS = {"T", "I", "R", "T2", "T4", "alpha", "isNatural", "I_path", "T_path"}
+PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "chelsea": skdata.chelsea,
+          "rocket": skdata.rocket}
+
+
+def photo(name: str, width: int, height: int) -> np.ndarray:
+    """Return a skimage photo resized to width x height as a uint8 (H, W, 3) array."""
+    return np.asarray(Image.fromarray(PHOTOS[name]()).resize((width, height), Image.BICUBIC))
+
+
+def save(array: np.ndarray, path: Path) -> Path:
+    """Write array as an image (format from the suffix), creating the folder; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def make_train_root(root: Path, size: tuple[int, int] = (48, 40), natural: dict | None = None) -> Path:
+    """Write trainA1 (3 photos), trainA2 (2 photos) and optional natural_T/natural_I {name: (T, I)} under root."""
+    for i, name in enumerate(("astronaut", "chelsea", "rocket")):
+        save(photo(name, *size), root / "trainA1" / f"t{i}.png")
+    for i, name in enumerate(("coffee", "astronaut")):
+        save(photo(name, size[0] + 6, size[1] + 4), root / "trainA2" / f"r{i}.jpg")
+    for name, (t, i) in (natural or {}).items():
+        save(t, root / "natural_T" / name)
+        save(i, root / "natural_I" / name)
+    return root
+
+
+def train_opt(root: Path, *extra: str, seed: int = 1):
+    """Return parsed training options for root (CPU, small crops, no workers unless extra says so)."""
+    args = ["--dataroot", str(root), "--gpu_ids", "-1", "--checkpoints_dir", str(root / "ck"),
+            "--load_size", "40", "--crop_size", "32", "--num_threads", "0", "--seed", str(seed), *extra]
+    return TrainOptions().parse(args, save=False)
+
+
+def eval_opt(root: Path, *extra: str):
+    """Return parsed test options for root."""
+    args = ["--dataroot", str(root), "--gpu_ids", "-1", "--checkpoints_dir", str(root / "ck"), *extra]
+    return TestOptions().parse(args, save=False)
+
+
+def check_train_sample(sample: dict, crop: int) -> None:
+    """Assert the keys, shapes, dtypes and value ranges of one training sample."""
+    assert set(sample) == TRAIN_KEYS
+    for key in ("T", "I", "R"):
+        assert sample[key].shape == (3, crop, crop) and sample[key].dtype == torch.float32, key
+        assert 0.0 <= float(sample[key].min()) and float(sample[key].max()) <= 1.0, key
+    assert sample["T2"].shape == (3, crop // 2, crop // 2)
+    assert sample["T4"].shape == (3, crop // 4, crop // 4)
+    for key in ("T2", "T4"):
+        assert 0.0 <= float(sample[key].min()) and float(sample[key].max()) <= 1.0, key
+    # T2 and T4 are T at 1/2 and 1/4 scale (antialiased), not some other image or window: close to box averages.
+    for key, factor in (("T2", 2), ("T4", 4)):
+        pooled = torch.nn.functional.avg_pool2d(sample["T"][None], factor)[0]
+        assert float((sample[key] - pooled).abs().mean()) < 0.06, key
+    assert sample["alpha"].shape == () and sample["isNatural"].dtype == torch.bool
+    assert os.path.isfile(sample["I_path"]) and os.path.isfile(sample["T_path"])
+
+
+def find_window(image: np.ndarray, window: np.ndarray) -> list[tuple[int, int]]:
+    """Return every (y, x) where window occurs exactly in image."""
+    h, w = window.shape[:2]
+    hits = []
+    for y in range(image.shape[0] - h + 1):
+        for x in range(image.shape[1] - w + 1):
+            if image[y, x, 0] == window[0, 0, 0] and np.array_equal(image[y:y + h, x:x + w], window):
+                hits.append((y, x))
+    return hits
+
+
+def as_uint8(t: torch.Tensor) -> np.ndarray:
+    """Return a (3, H, W) tensor in [0,1] as a uint8 (H, W, 3) array."""
+    return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+# ----- training samples ------------------------------------------------------------------------------
+
+
+def test_synthetic_samples_without_natural_pairs(tmp_path: Path, capsys) -> None:
+    root = make_train_root(tmp_path)
+    opt = train_opt(root, "--dataset_size", "12")
+    capsys.readouterr()
+    dataset = ResizeNatural3Dataset(opt)
+    notes = [line for line in capsys.readouterr().out.splitlines() if "natural_T" in line]
+    assert len(notes) == 1 and notes[0].startswith("note:")
+    assert len(dataset) == 12
+    for index in range(12):
+        sample = dataset[index]
+        check_train_sample(sample, 32)
+        assert not bool(sample["isNatural"])
+        assert 0.8 < float(sample["alpha"]) <= 1.0
+        assert sample["T_path"] == str(root / "trainA1" / f"t{index % 3}.png")  # trainA1[index % len]
+        assert not torch.equal(sample["I"], sample["T"])  # a reflection was added
+        assert float(sample["R"].max()) > 0
+
+
+def test_natural_prob_one_gives_only_real_pairs(tmp_path: Path, capsys) -> None:
+    t = photo("chelsea", 60, 46)
+    root = make_train_root(tmp_path, natural={"x.png": (t, 255 - t)})
+    opt = train_opt(root, "--natural_prob", "1.0", "--dataset_size", "10")
+    capsys.readouterr()
+    dataset = ResizeNatural3Dataset(opt)
+    assert "note:" not in capsys.readouterr().out
+    for index in range(10):
+        sample = dataset[index]
+        check_train_sample(sample, 32)
+        assert bool(sample["isNatural"]) and float(sample["alpha"]) == 1.0
+        assert sample["T_path"] == str(root / "natural_T" / "x.png")
+        assert sample["I_path"] == str(root / "natural_I" / "x.png")
+
+
+def test_natural_prob_fraction(tmp_path: Path) -> None:
+    t = photo("chelsea", 44, 40)
+    root = make_train_root(tmp_path, size=(36, 36), natural={"x.png": (t, t // 2)})
+    dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "0.3", "--dataset_size", "200"))
+    flags = [bool(dataset[i]["isNatural"]) for i in range(200)]
+    assert 35 <= sum(flags) <= 85  # 60 expected; sd 6.5
+
+
+def test_unpaired_natural_names_are_listed(tmp_path: Path) -> None:
+    t = photo("chelsea", 40, 40)
+    root = make_train_root(tmp_path, natural={"a.png": (t, t)})
+    save(t, root / "natural_T" / "only_t.png")
+    save(t, root / "natural_I" / "only_i.jpg")
+    with pytest.raises(UserError) as info:
+        ResizeNatural3Dataset(train_opt(root))
+    assert "only_t.png" in str(info.value) and "only_i.jpg" in str(info.value)
+    assert "a.png" not in str(info.value)
+
+
+def test_epoch_length(tmp_path: Path) -> None:
+    root = make_train_root(tmp_path)
+    assert len(ResizeNatural3Dataset(train_opt(root, "--dataset_size", "7"))) == 7
+    assert len(ResizeNatural3Dataset(train_opt(root, "--dataset_size", "0"))) == 3  # len(trainA1)
+
+
+@pytest.mark.parametrize("folder, how", [("trainA1", "missing"), ("trainA1", "empty"), ("trainA2", "missing"),
+                                         ("trainA2", "empty"), ("testB", "missing"), ("testB", "empty")])
+def test_missing_or_empty_folder_is_named(tmp_path: Path, folder: str, how: str) -> None:
+    if folder == "testB":
+        opt = eval_opt(tmp_path)
+    else:
+        opt = train_opt(make_train_root(tmp_path))
+    path = tmp_path / folder
+    path.mkdir(exist_ok=True)
+    for f in path.iterdir():
+        f.unlink()
+    if how == "missing":
+        path.rmdir()
+    else:
+        (path / "readme.txt").write_text("not an image")
+    with pytest.raises(UserError) as info:
+        ResizeNatural3Dataset(opt)
+    assert str(path) in str(info.value)
+
+
+# ----- real pairs: the same window in T and I ---------------------------------------------------------
+
+
+def natural_root(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Return a root with two real pairs, I = 255 - T and I = T // 2, on non-square 70x50 photos."""
+    t_neg, t_half = photo("chelsea", 70, 50), photo("astronaut", 70, 50)
+    root = make_train_root(tmp_path, natural={"neg.png": (t_neg, 255 - t_neg), "half.png": (t_half, t_half // 2)})
+    return root, {"neg.png": t_neg, "half.png": t_half}
+
+
+def transform(name: str, t: np.ndarray) -> np.ndarray:
+    """Return the known I of a real pair for T (uint8)."""
+    return 255 - t if name == "neg.png" else t // 2
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_real_pair_same_window_without_resampling(tmp_path: Path, flip: bool) -> None:
+    root, originals = natural_root(tmp_path)
+    side = int(0.7 * 50) // 4 * 4  # 35 rounded down to a multiple of 4
+    flags = ["--preprocess", "none", "--natural_prob", "1.0"] + ([] if flip else ["--no_flip"])
+    flipped, windows = [], set()
+    for seed in range(12):
+        sample = ResizeNatural3Dataset(train_opt(root, *flags, seed=seed))[0]
+        name = os.path.basename(sample["T_path"])
+        assert os.path.basename(sample["I_path"]) == name
+        assert sample["T"].shape == (3, side, side) and sample["I"].shape == (3, side, side)
+        t, i = as_uint8(sample["T"]), as_uint8(sample["I"])
+        np.testing.assert_array_equal(i, transform(name, t))  # exact: same window, same flip, no resampling
+        hits = find_window(originals[name], t)
+        mirrored = find_window(originals[name], t[:, ::-1])
+        assert hits or mirrored, "T is not a window of the real photo"
+        flipped.append(not hits)
+        windows.add((name, *(hits or mirrored)[0]))
+    assert len(windows) > 3  # the window moves
+    if flip:
+        assert any(flipped) and not all(flipped)
+    else:
+        assert not any(flipped)
+
+
+def test_real_pair_same_window_with_resize_and_crop(tmp_path: Path) -> None:
+    root, _ = natural_root(tmp_path)
+    dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "1.0", "--dataset_size", "16"))
+    for index in range(16):
+        sample = dataset[index]
+        check_train_sample(sample, 32)
+        t, i = sample["T"].double() * 255, sample["I"].double() * 255
+        if sample["T_path"].endswith("neg.png"):
+            assert float((i - (255 - t)).abs().max()) <= 2.01  # PIL's fixed-point bicubic rounds asymmetrically
+        else:  # where bicubic overshoot clipped T to 0 or 255, T // 2 (not clipped) differs: compare elsewhere
+            inside = (t > 0) & (t < 255)
+            assert float(inside.double().mean()) > 0.5
+            assert float((i - t / 2)[inside].abs().max()) <= 2.01
+
+
+def test_real_pair_of_different_sizes_is_a_user_error(tmp_path: Path) -> None:
+    t = photo("chelsea", 40, 40)
+    root = make_train_root(tmp_path, natural={"x.png": (t, photo("chelsea", 44, 40))})
+    dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "1.0"))
+    with pytest.raises(UserError, match="x.png"):
+        dataset[0]
+
+
+# ----- reproducibility -----------------------------------------------------------------------------------
+
+
+def sample_stream(root: Path, seed: int, workers: int) -> list[tuple]:
+    """Return the batches of one epoch through create_dataset's DataLoader as comparable tuples."""
+    t = photo("coffee", 44, 40)
+    if not (root / "natural_T").exists():
+        save(t, root / "natural_T" / "x.png")
+        save(255 - t, root / "natural_I" / "x.png")
+    opt = train_opt(root, "--dataset_size", "8", "--batch_size", "2", "--num_threads", str(workers),
+                    "--natural_prob", "0.3", seed=seed)
+    return [(batch["I"], batch["T"], batch["alpha"], batch["isNatural"], tuple(batch["T_path"]))
+            for batch in create_dataset(opt)]
+
+
+def same_stream(a: list[tuple], b: list[tuple]) -> bool:
+    """Return True if two sample streams are identical."""
+    return len(a) == len(b) and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) and torch.equal(x[2], y[2])
+                                    and torch.equal(x[3], y[3]) and x[4] == y[4] for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_seed_fixes_the_sample_stream(tmp_path: Path, workers: int) -> None:
+    root = make_train_root(tmp_path)
+    first = sample_stream(root, 5, workers)
+    assert len(first) == 4
+    assert same_stream(first, sample_stream(root, 5, workers))
+    assert not same_stream(first, sample_stream(root, 6, workers))
+
+
+def test_workers_draw_different_parameters(tmp_path: Path) -> None:
+    root = make_train_root(tmp_path)
+    opt = train_opt(root, "--dataset_size", "8", "--batch_size", "1", "--num_threads", "2", "--serial_batches")
+    alphas = [float(batch["alpha"][0]) for batch in create_dataset(opt)]
+    # Batches alternate between worker 0 and worker 1; identical worker seeds would repeat alphas in pairs.
+    assert len(alphas) == 8
+    assert all(alphas[k] != alphas[k + 1] for k in range(0, 8, 2))
+    assert len(set(alphas)) == 8
+
+
+# ----- large photos ----------------------------------------------------------------------------------------
+
+
+def test_photos_over_550_pixels(tmp_path: Path) -> None:
+    for i, name in enumerate(("astronaut", "chelsea")):
+        save(photo(name, 600, 640), tmp_path / "trainA1" / f"t{i}.jpg")
+    save(photo("coffee", 600, 640), tmp_path / "trainA2" / "r.jpg")
+    dataset = ResizeNatural3Dataset(train_opt(tmp_path, "--preprocess", "none", "--dataset_size", "2"))
+    for index in range(2):
+        sample = dataset[index]
+        assert sample["T"].shape == (3, 640, 600) and sample["I"].shape == (3, 640, 600)
+        assert sample["T2"].shape == (3, 320, 300) and sample["T4"].shape == (3, 160, 150)
+        for key in ("T", "I", "R"):
+            assert torch.isfinite(sample[key]).all()
+            assert 0.0 <= float(sample[key].min()) and float(sample[key].max()) <= 1.0
+        assert 0.8 < float(sample["alpha"]) <= 1.0
+        assert float((sample["I"] - sample["T"]).abs().mean()) > 0.005
+
+
+# ----- test samples ------------------------------------------------------------------------------------------
+
+
+def test_input_only_has_black_ground_truth(tmp_path: Path) -> None:
+    save(photo("rocket", 40, 32), tmp_path / "testB" / "a.png")
+    dataset = ResizeNatural3Dataset(eval_opt(tmp_path))
+    assert len(dataset) == 1
+    sample = dataset[0]
+    assert TRAIN_KEYS | {"has_gt"} <= set(sample) and "orig_size" not in sample
+    assert sample["I"].shape == (3, 32, 40) and sample["T"].shape == (3, 32, 40)
+    assert sample["T2"].shape == (3, 16, 20) and sample["T4"].shape == (3, 8, 10)
+    assert float(sample["T"].abs().max()) == 0.0
+    assert not bool(sample["has_gt"]) and sample["T_path"] == ""
+    assert sample["I_path"] == str(tmp_path / "testB" / "a.png")
+
+
+def test_pairs_by_name_and_rounds_sizes_down_with_bilinear(tmp_path: Path, capsys) -> None:
+    save(photo("chelsea", 70, 66), tmp_path / "testB" / "x.jpg")
+    save(photo("coffee", 70, 66), tmp_path / "testA1" / "x.png")  # same name, other extension
+    save(photo("rocket", 48, 40), tmp_path / "testB" / "y.png")  # no ground truth
+    save(photo("astronaut", 40, 40), tmp_path / "testA1" / "zz_orphan.png")  # no input
+    opt = eval_opt(tmp_path)
+    capsys.readouterr()
+    dataset = ResizeNatural3Dataset(opt)
+    out = capsys.readouterr().out
+    assert "zz_orphan.png" in out and "note" in out
+    assert len(dataset) == 2
+    x, y = dataset[0], dataset[1]
+    assert x["I_path"].endswith("x.jpg") and x["T_path"] == str(tmp_path / "testA1" / "x.png")
+    assert bool(x["has_gt"]) and not bool(y["has_gt"]) and y["T_path"] == ""
+    for sample, path in ((x["I"], tmp_path / "testB" / "x.jpg"), (x["T"], tmp_path / "testA1" / "x.png")):
+        with Image.open(path) as img:
+            expected = np.asarray(img.convert("RGB").resize((68, 64), Image.BILINEAR))
+        assert sample.shape == (3, 64, 68)
+        np.testing.assert_array_equal(as_uint8(sample), expected)
+    assert y["I"].shape == (3, 40, 48)  # already multiples of 4: untouched
+    np.testing.assert_array_equal(as_uint8(y["I"]), np.asarray(load_rgb(str(tmp_path / "testB" / "y.png"))))
+
+
+def test_keep_size_reflect_pads_to_multiple_of_4(tmp_path: Path) -> None:
+    i_img, t_img = photo("chelsea", 70, 66), photo("coffee", 70, 66)
+    save(i_img, tmp_path / "testB" / "x.png")
+    save(t_img, tmp_path / "testA1" / "x.png")
+    sample = ResizeNatural3Dataset(eval_opt(tmp_path, "--keep_size"))[0]
+    assert tuple(sample["orig_size"]) == (66, 70)
+    for key, original in (("I", i_img), ("T", t_img)):
+        padded = sample[key]
+        assert padded.shape == (3, 68, 72)
+        np.testing.assert_array_equal(as_uint8(padded[:, :66, :70]), original)
+        # reflection without repeating the edge: row 66 mirrors row 64, column 70 mirrors column 68
+        assert torch.equal(padded[:, 66, :70], padded[:, 64, :70]) and torch.equal(padded[:, 67], padded[:, 63])
+        assert torch.equal(padded[:, :66, 70], padded[:, :66, 68]) and torch.equal(padded[:, :, 71], padded[:, :, 67])
+    assert sample["T2"].shape == (3, 34, 36)
+
+
+def run_test_py(root: Path, keep_size: bool) -> list[tuple[str, tuple[int, int]]]:
+    """Run test.py on root with random final_net_G_T/G_R weights; return (file, size) of the saved images."""
+    from models import networks
+
+    args = ["--dataroot", str(root), "--name", "run", "--model", "IBCLN", "--checkpoints_dir", str(root / "ck"),
+            "--results_dir", str(root / "res"), "--gpu_ids", "-1", "--epoch", "final", "--ngf", "8"]
+    if keep_size:
+        args.append("--keep_size")
+    opt = eval_opt(root, *args[2:])
+    (root / "ck" / "run").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for net in ("G_T", "G_R"):
+        torch.save(networks.define_G(opt).state_dict(), root / "ck" / "run" / f"final_net_{net}.pth")
+    proc = subprocess.run([sys.executable, "test.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    images = root / "res" / "run" / "test_final" / "images"
+    return [(p.name, Image.open(p).size) for p in sorted(images.iterdir())]
+
+
+@pytest.mark.parametrize("keep_size, size", [(True, (70, 66)), (False, (68, 64))])
+def test_test_py_output_size(tmp_path: Path, keep_size: bool, size: tuple[int, int]) -> None:
+    save(photo("chelsea", 70, 66), tmp_path / "testB" / "p.png")
+    saved = run_test_py(tmp_path, keep_size)
+    assert len(saved) == 10  # fake_Ts 00..03, fake_Rs 00..03, real_T, real_I
+    assert all(name.startswith("p_") for name, _ in saved)
+    assert all(s == size for _, s in saved), saved
