@@ -10,7 +10,10 @@ import argparse
 import csv
 import math
 import os
+import warnings
 
+import torch
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from data import create_dataset
@@ -18,6 +21,7 @@ from models import create_model
 from options.base_options import run_cli
 from options.test_options import TestOptions
 from util import html
+from util.errors import UserError
 from util.metrics import psnr_ssim
 from util.util import save_image
 from util.visualizer import as_images
@@ -61,7 +65,7 @@ def format_row(values: list[float | None] | None) -> list[str]:
 
 def main(opt: argparse.Namespace) -> None:
     """Run the cascade on every test image, save the images, the metrics and the HTML page."""
-    loader = create_dataset(opt)
+    dataset = create_dataset(opt).dataset
     model = create_model(opt)
     model.setup(opt)
     if opt.dropout_at_test:
@@ -73,13 +77,19 @@ def main(opt: argparse.Namespace) -> None:
         web_dir = f"{web_dir}_iter{opt.load_iter}"
     img_dir = os.path.join(web_dir, "images")
     os.makedirs(img_dir, exist_ok=True)
-    total = int(min(opt.num_test, len(loader.dataset)))
+    total = int(min(opt.num_test, len(dataset)))
     entries: list[tuple[str, list[str], list[float] | None]] = []
-    for i, data in enumerate(tqdm(loader, total=total, desc="testing", unit="img")):
-        if i >= total:
-            break
+    # One image at a time, straight from the dataset, so that a bad file can be skipped (--skip_bad_images).
+    for index in tqdm(range(total), desc="testing", unit="img"):
+        try:
+            data = default_collate([dataset[index]])
+        except UserError as err:
+            if not opt.skip_bad_images:
+                raise
+            warnings.warn(f"skipped: {err}", stacklevel=1)
+            continue
         model.set_input(data)
-        model.test()
+        run_model(model, data)
         stem = os.path.splitext(os.path.basename(model.get_image_paths()[0]))[0]
         images = as_images(model.get_current_visuals())
         names = []
@@ -94,6 +104,16 @@ def main(opt: argparse.Namespace) -> None:
     page = write_page(web_dir, opt, entries, mean)
     print(summary(entries, mean))
     print(f"results page: {os.path.abspath(page)}")
+
+
+def run_model(model, data: dict) -> None:
+    """Run model.test(); running out of memory becomes a UserError naming the image, its size and the way out."""
+    try:
+        model.test()
+    except torch.OutOfMemoryError:
+        height, width = data["I"].shape[-2:]
+        raise UserError(f"{data['I_path'][0]}: out of memory on this {width}x{height} image; pass --max_size "
+                        "(e.g. --max_size 1024) to downscale large inputs, or use the CPU (--gpu_ids -1)") from None
 
 
 def write_csv(path: str, entries: list, mean: list[float | None]) -> None:

@@ -23,5 +23,7 @@ class TestOptions(BaseOptions):
         parser.add_argument("--dropout_at_test", action="store_true",
                             help="keep dropout active at test time, as the released test.sh did (random outputs)")
         parser.add_argument("--num_test", type=float, default=float("inf"), help="test at most this many images")
+        parser.add_argument("--skip_bad_images", action="store_true",
+                            help="skip (with a warning) test images that cannot be decoded instead of stopping")
         parser.set_defaults(num_threads=0, batch_size=1, serial_batches=True, no_flip=True, preprocess="")
         return parser
