@@ -136,7 +136,8 @@ def test_natural_prob_one_gives_only_real_pairs(tmp_path: Path, capsys) -> None:
 def test_natural_prob_fraction(tmp_path: Path) -> None:
     t = photo("chelsea", 44, 40)
     root = make_train_root(tmp_path, size=(36, 36), natural={"x.png": (t, t // 2)})
-    dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "0.3", "--dataset_size", "200"))
+    opt = train_opt(root, "--natural_prob", "0.3", "--dataset_size", "200", "--load_size", "20", "--crop_size", "16")
+    dataset = ResizeNatural3Dataset(opt)
     flags = [bool(dataset[i]["isNatural"]) for i in range(200)]
     assert 35 <= sum(flags) <= 85  # 60 expected; sd 6.5
 
@@ -238,6 +239,14 @@ def test_real_pair_of_different_sizes_is_a_user_error(tmp_path: Path) -> None:
     root = make_train_root(tmp_path, natural={"x.png": (t, photo("chelsea", 44, 40))})
     dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "1.0"))
     with pytest.raises(UserError, match="x.png"):
+        dataset[0]
+
+
+def test_real_pair_smaller_than_4_pixels_is_a_user_error(tmp_path: Path) -> None:
+    t = photo("chelsea", 12, 3)
+    root = make_train_root(tmp_path, natural={"thin.png": (t, t)})
+    dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "1.0"))
+    with pytest.raises(UserError, match="thin.png"):
         dataset[0]
 
 
