@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 
 import torch
 from PIL import Image
@@ -24,6 +25,8 @@ from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_do
 from .image_folder import load_rgb, make_dataset
 
 MAX_SYNTHESIS_TRIES = 20
+# Training skips undecodable files with a warning, but stops once more than this share of them is bad.
+MAX_BAD_SHARE = 0.1
 NATURAL_CROP_FRACTION = 0.7
 
 
@@ -52,6 +55,9 @@ class ResizeNatural3Dataset(BaseDataset):
         parser.add_argument("--sigma_max", type=float, default=5.0, help="largest reflection blur sigma")
         parser.add_argument("--natural_prob", type=float, default=0.3,
                             help="probability that a training sample is a real pair (when natural_T/natural_I exist)")
+        parser.add_argument("--max_size", type=int, default=0,
+                            help="test: downscale inputs whose longer side exceeds this (aspect kept, Lanczos) before "
+                                 "the multiple-of-4 step; outputs and metrics are then at the reduced size. 0 = never")
         parser.add_argument("--keep_size", action="store_true",
                             help="test: reflect-pad inputs to a multiple of 4 and crop outputs back, instead of "
                                  "resizing them down to a multiple of 4 as the released code did")
@@ -90,6 +96,22 @@ class ResizeNatural3Dataset(BaseDataset):
         if not self.natural_pairs:
             print(f"note: no real pairs (natural_T/natural_I) under {self.root}: training on synthetic mixtures only")
         self.length = opt.dataset_size if opt.dataset_size > 0 else len(self.t_paths)
+        self.bad_files: set[str] = set()
+        self.n_files = len(self.t_paths) + len(self.r_paths) + 2 * len(self.natural_pairs)
+
+    def _load_train(self, path: str) -> Image.Image | None:
+        """Return the decoded training image, or None (with one warning per file) when it cannot be decoded."""
+        try:
+            return load_rgb(path)
+        except UserError as err:
+            if path not in self.bad_files:
+                self.bad_files.add(path)
+                warnings.warn(f"skipping a training image: {err}", stacklevel=2)
+            if len(self.bad_files) > MAX_BAD_SHARE * self.n_files:
+                raise UserError(f"{len(self.bad_files)} of {self.n_files} training images cannot be decoded "
+                                f"(more than {MAX_BAD_SHARE:.0%}), e.g. {sorted(self.bad_files)[0]}; fix or remove "
+                                "them") from None
+            return None
 
     def _init_test(self, opt: argparse.Namespace) -> None:
         self.i_paths = self._required("testB", "the input images with reflections (I)")
@@ -116,13 +138,17 @@ class ResizeNatural3Dataset(BaseDataset):
         seed = int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(seed)
         if self.natural_pairs and float(torch.rand(1, generator=gen)) < self.opt.natural_prob:
-            return self._natural_item(gen)
+            sample = self._natural_item(gen)
+            if sample is not None:
+                return sample
         return self._synthetic_item(index, gen)
 
-    def _natural_item(self, gen: torch.Generator) -> dict:
+    def _natural_item(self, gen: torch.Generator) -> dict | None:
         pick = int(torch.randint(len(self.natural_pairs), (1,), generator=gen))
         t_path, i_path = self.natural_pairs[pick]
-        t_img, i_img = load_rgb(t_path), load_rgb(i_path)
+        t_img, i_img = self._load_train(t_path), self._load_train(i_path)
+        if t_img is None or i_img is None:
+            return None
         if t_img.size != i_img.size:
             raise UserError(f"real pair of different sizes: {t_path} is {t_img.size}, {i_path} is {i_img.size}")
         w, h = t_img.size
@@ -143,14 +169,23 @@ class ResizeNatural3Dataset(BaseDataset):
                 "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "I_path": i_path, "T_path": t_path}
 
     def _synthetic_item(self, index: int, gen: torch.Generator) -> dict:
-        t_path = self.t_paths[index % len(self.t_paths)]
+        for offset in range(len(self.t_paths)):  # an undecodable T is replaced by the next photo
+            t_path = self.t_paths[(index + offset) % len(self.t_paths)]
+            t_img = self._load_train(t_path)
+            if t_img is not None:
+                break
+        if t_img is None:
+            raise UserError(f"{os.path.dirname(t_path)}: none of its images can be decoded")
         geometry = draw_geometry(gen, self.opt.no_flip)
-        t_img = apply_preprocess(load_rgb(t_path), self.opt, geometry)
+        t_img = apply_preprocess(t_img, self.opt, geometry)
         t = to_tensor(t_img)
         height, width = t.shape[-2:]
         for _ in range(MAX_SYNTHESIS_TRIES):
             r_path = self.r_paths[int(torch.randint(len(self.r_paths), (1,), generator=gen))]
-            r_img = apply_preprocess(load_rgb(r_path), self.opt, draw_geometry(gen, True))
+            r_img = self._load_train(r_path)
+            if r_img is None:
+                continue
+            r_img = apply_preprocess(r_img, self.opt, draw_geometry(gen, True))
             if geometry.flip:
                 r_img = r_img.transpose(Image.FLIP_LEFT_RIGHT)
             if r_img.size != t_img.size:
@@ -174,6 +209,10 @@ class ResizeNatural3Dataset(BaseDataset):
         if t_img.size != i_img.size:
             raise UserError(f"ground truth {t_path} is {t_img.size[0]}x{t_img.size[1]} but input {i_path} is "
                             f"{i_img.size[0]}x{i_img.size[1]}; a test pair must have the same size")
+        if self.opt.max_size > 0 and max(i_img.size) > self.opt.max_size:
+            scale = self.opt.max_size / max(i_img.size)
+            size = (max(1, round(i_img.size[0] * scale)), max(1, round(i_img.size[1] * scale)))
+            i_img, t_img = i_img.resize(size, Image.LANCZOS), t_img.resize(size, Image.LANCZOS)
         sample: dict = {}
         if self.opt.keep_size:
             w, h = i_img.size

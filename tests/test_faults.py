@@ -207,3 +207,43 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     assert "training stopped" in line
     after = {p.name: p.read_bytes() for p in ckpt.glob("*.pth")}
     assert after == before
+
+
+def test_undecodable_training_images_are_skipped_then_bounded(tmp_path):
+    root = build_tiny_dataset(tmp_path / "d", n_train=12, n_reflection=8, n_test=0)
+    (root / "trainA1" / "t0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *TRAIN_FLAGS,
+                      "--dataset_size", "4", "--serial_batches")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("skipping a training image") == 1 and "t0.png" in proc.stderr
+    for name in ("t1.png", "t2.png", "r0.png"):
+        (root / ("trainA2" if name.startswith("r") else "trainA1") / name).write_text("not an image")
+    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *TRAIN_FLAGS,
+                      "--dataset_size", "4", "--serial_batches")
+    assert_one_line_error(proc, "cannot be decoded", "more than 10%")
+
+
+def test_max_size_downscales_large_test_inputs(tmp_path):
+    root = tmp_path / "d"
+    write_png(skimage_photo("astronaut", (90, 120)), root / "testB" / "big.png")
+    save_random_generators(tmp_path / "c" / "exp")
+    proc = run_script("test.py", "--dataroot", root, "--name", "exp", "--checkpoints_dir", tmp_path / "c",
+                      "--results_dir", tmp_path / "r", "--gpu_ids", "-1", "--epoch", "final", "--max_size", "60")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from PIL import Image
+
+    with Image.open(tmp_path / "r" / "exp" / "test_final" / "images" / "big_fake_Ts_03.png") as img:
+        assert img.size == (60, 44)  # 120x90 -> 60x45 -> multiple of 4
+
+
+def test_out_of_memory_names_the_image_and_the_option(monkeypatch):
+    import test as test_script
+    from util.errors import UserError
+
+    class Model:
+        def test(self):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    data = {"I": torch.zeros(1, 3, 2048, 1536), "I_path": ["photos/huge.jpg"]}
+    with pytest.raises(UserError, match=r"photos/huge.jpg.*1536x2048.*--max_size"):
+        test_script.run_model(Model(), data)
