@@ -17,8 +17,9 @@ from tqdm import tqdm
 from data import create_dataset
 from models import create_model
 from models.base_model import BaseModel, NonFiniteLossError
-from options.base_options import run_cli
+from options.base_options import run_cli, seed_everything
 from options.train_options import TrainOptions
+from util import distributed
 from util.errors import UserError
 from util.visualizer import Visualizer
 
@@ -29,7 +30,9 @@ def crossed(total: int, step: int, freq: int) -> bool:
 
 
 def save_checkpoint(model: BaseModel, prefix: str, epoch_done: int, total_iters: int) -> None:
-    """Save networks and training state under prefix (epoch_done = last fully trained epoch)."""
+    """Save networks and training state under prefix (epoch_done = last fully trained epoch); rank 0 only."""
+    if not distributed.is_main_process():
+        return
     model.save_networks(prefix)
     model.save_training_state(prefix, epoch_done, total_iters)
 
@@ -48,19 +51,34 @@ def resume(model: BaseModel, opt: argparse.Namespace) -> int:
 
 
 def main(opt: argparse.Namespace) -> None:
-    """Run the training loop."""
+    """Run the training loop (in each process, when started by torchrun)."""
+    distributed.setup(opt)
+    try:
+        train(opt)
+    finally:
+        distributed.cleanup()
+
+
+def train(opt: argparse.Namespace) -> None:
+    """Train from opt.epoch_count to niter + niter_decay, saving checkpoints along the way."""
+    if opt.distributed and opt.seed is not None:
+        seed_everything(opt.seed + opt.rank)  # ranks draw different samples; DDP copies rank 0's weights
+    main_process = distributed.is_main_process()
     loader = create_dataset(opt)
-    dataset_size = len(loader.dataset)
+    samples_per_epoch = len(loader.sampler)  # this process's share under torchrun
     model = create_model(opt)
     model.setup(opt)
     total_iters = resume(model, opt) if opt.continue_train else 0
-    visualizer = Visualizer(opt)
+    visualizer = Visualizer(opt, enabled=main_process)
     last_epoch = opt.niter + opt.niter_decay
-    epoch = opt.epoch_count
+    epochs_done = opt.epoch_count - 1
     try:
         for epoch in range(opt.epoch_count, last_epoch + 1):
             visualizer.reset()
-            bar = tqdm(total=dataset_size, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True)
+            if opt.distributed:
+                loader.sampler.set_epoch(epoch)
+            bar = tqdm(total=samples_per_epoch, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True,
+                       disable=not main_process)
             epoch_iter = 0
             t_data_start = time.time()
             for data in loader:
@@ -82,30 +100,38 @@ def main(opt: argparse.Namespace) -> None:
                     visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
                 if crossed(total_iters, batch, opt.print_freq):
                     message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data)
-                    bar.write(message)
-                    visualizer.plot_current_losses(epoch, epoch_iter / dataset_size, losses)
+                    if main_process:
+                        bar.write(message)
+                    visualizer.plot_current_losses(epoch, epoch_iter / samples_per_epoch, losses)
                 if crossed(total_iters, batch, opt.save_latest_freq):
-                    bar.write(f"saving the latest model (epoch {epoch}, total_iters {total_iters})")
-                    save_checkpoint(model, "latest", epoch - 1, total_iters)
+                    if main_process:
+                        bar.write(f"saving the latest model (epoch {epoch}, total_iters {total_iters})")
+                    save_checkpoint(model, "latest", epochs_done, total_iters)
                     if opt.save_by_iter:
-                        save_checkpoint(model, f"iter_{total_iters}", epoch - 1, total_iters)
+                        save_checkpoint(model, f"iter_{total_iters}", epochs_done, total_iters)
                 bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in losses.items())
                                     + f" data={t_data:.2f}s comp={t_comp:.2f}s")
                 bar.update(batch)
                 t_data_start = time.time()
             bar.close()
             lr = model.update_learning_rate()
+            epochs_done = epoch
             save_checkpoint(model, "latest", epoch, total_iters)
             if epoch % opt.save_epoch_freq == 0:
-                print(f"saving the model at the end of epoch {epoch}, iters {total_iters}")
                 save_checkpoint(model, str(epoch), epoch, total_iters)
-            print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
+            if main_process:
+                print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
     except KeyboardInterrupt:
-        print(f"\ninterrupted: saving 'latest' (epoch {epoch} will restart from its beginning on --continue_train)")
-        save_checkpoint(model, "latest", epoch - 1, total_iters)
+        print(f"\ninterrupted: saving 'latest' (--continue_train restarts at epoch {epochs_done + 1})")
+        save_checkpoint(model, "latest", epochs_done, total_iters)
         raise SystemExit(130) from None
     save_checkpoint(model, "final", last_epoch, total_iters)
-    print(f"training done: checkpoints in {model.save_dir} (final, latest)")
+    if opt.distributed:
+        difference = distributed.max_weight_difference(list(model.nets().values()))
+        if main_process:
+            print(f"DDP: {opt.world_size} processes, largest weight difference from rank 0: {difference:g}")
+    if main_process:
+        print(f"training done: checkpoints in {model.save_dir} (final, latest)")
 
 
 if __name__ == "__main__":

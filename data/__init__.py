@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from util.errors import UserError
 
@@ -47,10 +47,15 @@ def create_dataset(opt: argparse.Namespace) -> DataLoader:
     print(f"dataset [{type(dataset).__name__}] of size {len(dataset)} was created")
     # Shuffling, the workers' seeds and (with --num_threads 0) every random draw of the dataset come from
     # torch's global generator, which --seed seeds and the training state saves and restores.
+    sampler = None
+    if getattr(opt, "distributed", False) and opt.is_train:
+        # Each process gets its own share of the epoch; train.py calls sampler.set_epoch every epoch.
+        sampler = DistributedSampler(dataset, shuffle=not opt.serial_batches, seed=opt.seed or 0)
     return DataLoader(
         dataset,
         batch_size=opt.batch_size,
-        shuffle=not opt.serial_batches,
+        shuffle=(not opt.serial_batches) and sampler is None,
+        sampler=sampler,
         num_workers=int(opt.num_threads),
         drop_last=False,
     )

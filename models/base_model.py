@@ -74,11 +74,7 @@ class BaseModel(ABC):
 
     def nets(self) -> dict[str, nn.Module]:
         """Return the networks by name, unwrapped from DataParallel."""
-        out = {}
-        for name in self.model_names:
-            net = getattr(self, "net" + name)
-            out[name] = net.module if isinstance(net, nn.DataParallel) else net
-        return out
+        return {name: networks.unwrap(getattr(self, "net" + name)) for name in self.model_names}
 
     def eval(self) -> None:
         """Put every network in eval mode."""

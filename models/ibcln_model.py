@@ -8,6 +8,8 @@ import itertools
 import torch
 from torch import Tensor
 
+from util import distributed
+
 from . import losses, networks
 from .base_model import BaseModel, NonFiniteLossError
 
@@ -24,10 +26,8 @@ def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tens
     height, width = real_I.shape[-2:]
     if height % 4 or width % 4:
         raise ValueError(f"IBCLN needs H and W divisible by 4, got {height}x{width}")
-    gen_T = net_G_T.module if isinstance(net_G_T, torch.nn.DataParallel) else net_G_T
-    gen_R = net_G_R.module if isinstance(net_G_R, torch.nn.DataParallel) else net_G_R
-    h_T, c_T = gen_T.init_state(real_I)
-    h_R, c_R = gen_R.init_state(real_I)
+    h_T, c_T = networks.unwrap(net_G_T).init_state(real_I)
+    h_R, c_R = networks.unwrap(net_G_R).init_state(real_I)
     fake_Ts = [real_I]
     fake_Rs = [torch.full_like(real_I, 0.1)]
     half = quarter = real_I
@@ -60,6 +60,11 @@ class IBCLNModel(BaseModel):
         self.netG_R = networks.place_net(networks.define_G(opt), self.gpu_ids)
         if self.is_train:
             self.netD = networks.place_net(networks.define_D(opt), self.gpu_ids)
+            # With torchrun each network becomes a DistributedDataParallel; G_R's half- and quarter-scale
+            # heads feed no loss, hence find_unused_parameters for it.
+            self.netG_T = distributed.wrap(self.netG_T, opt)
+            self.netG_R = distributed.wrap(self.netG_R, opt, find_unused_parameters=True)
+            self.netD = distributed.wrap(self.netD, opt)
             self.vgg = networks.load_vgg_features(opt.vgg_weights).to(self.device)
             self.criterion_gan = losses.GANLoss(opt.gan_mode)
             self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_T.parameters(), self.netG_R.parameters()),
@@ -107,7 +112,8 @@ class IBCLNModel(BaseModel):
         self.loss_res = losses.residual_loss(self.real_I, steps_T, steps_R, self.alpha, self.synthetic)
         self.loss_MP = losses.multiscale_perceptual_loss(
             self.vgg, (steps_T[-1], self.fake_T_half, self.fake_T_quarter), (self.real_T, self.real_T2, self.real_T4))
-        self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(self.netD(steps_T[-1]), True)
+        # D is frozen here: call the bare module so that a DDP wrapper does not wait for D gradients.
+        self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(networks.unwrap(self.netD)(steps_T[-1]), True)
         self.loss_T = self.loss_idt_T + self.loss_res + self.loss_MP + self.loss_G
         self.loss_idt_R = losses.reflection_loss(self.real_I, self.real_T, steps_R, self.alpha, self.synthetic)
         self.loss_R = self.loss_idt_R

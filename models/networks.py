@@ -157,6 +157,12 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     net.apply(init_one)
 
 
+def unwrap(net: nn.Module) -> nn.Module:
+    """Return the module inside a DataParallel or DistributedDataParallel wrapper (net itself otherwise)."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    return net.module if isinstance(net, wrappers) else net
+
+
 def place_net(net: nn.Module, gpu_ids: list[int]) -> nn.Module:
     """Return net on the first GPU of gpu_ids (wrapped in DataParallel for several) or on the CPU."""
     if gpu_ids:

@@ -111,8 +111,10 @@ class BaseOptions:
             opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
         text = self.format_options(opt)
-        print(text)
-        if save:
+        main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 prints and saves
+        if main_process:
+            print(text)
+        if save and main_process:
             expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
             os.makedirs(expr_dir, exist_ok=True)
             with open(os.path.join(expr_dir, f"{opt.phase}_opt.txt"), "w") as f:
