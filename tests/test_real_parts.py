@@ -46,7 +46,8 @@ def visdom_server(tmp_path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise AssertionError("visdom server did not start: " + (tmp_path / "visdom.log").read_text()) from None
+                    log_text = (tmp_path / "visdom.log").read_text()
+                    raise AssertionError("visdom server did not start: " + log_text) from None
                 time.sleep(0.3)
         yield port
     finally:
