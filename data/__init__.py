@@ -7,33 +7,17 @@ To add a dataset ``foo``, create data/foo_dataset.py with a BaseDataset subclass
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 
 from torch.utils.data import DataLoader, DistributedSampler
 
-from util.errors import UserError
+from util.registry import find_class
 
 from .base_dataset import BaseDataset
 
 
-def _available() -> list[str]:
-    here = os.path.dirname(__file__)
-    return sorted(f[: -len("_dataset.py")] for f in os.listdir(here)
-                  if f.endswith("_dataset.py") and f != "base_dataset.py")
-
-
 def find_dataset_using_name(dataset_name: str) -> type[BaseDataset]:
     """Return the BaseDataset subclass registered under ``dataset_name``."""
-    name = dataset_name.lower()
-    if name not in _available():
-        raise UserError(f"--dataset_mode {dataset_name}: no such dataset; available: {', '.join(_available())}")
-    module = importlib.import_module(f"data.{name}_dataset")
-    target = name.replace("_", "") + "dataset"
-    for cls_name, cls in vars(module).items():
-        if cls_name.lower() == target and isinstance(cls, type) and issubclass(cls, BaseDataset):
-            return cls
-    raise UserError(f"data/{name}_dataset.py defines no BaseDataset subclass named {target} (case-insensitive)")
+    return find_class("data", "dataset", dataset_name, BaseDataset, "--dataset_mode")
 
 
 def get_option_setter(dataset_name: str):
