@@ -39,7 +39,8 @@ def save_random_generators(ckpt: Path, prefix: str = "final") -> None:
 
 
 def test_missing_dataroot(tmp_path):
-    proc = run_script("test.py", "--dataroot", tmp_path / "nowhere", "--gpu_ids", "-1")
+    proc = run_script("test.py", "--dataroot", tmp_path / "nowhere", "--gpu_ids", "-1",
+                      "--checkpoints_dir", tmp_path / "c")
     assert_one_line_error(proc, "nowhere", "not found")
 
 
@@ -141,7 +142,8 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path):
 
 
 def test_gpu_request_without_cuda(tmp_path):
-    proc = run_script("test.py", "--dataroot", tmp_path, "--gpu_ids", "0", cuda_visible=False)
+    proc = run_script("test.py", "--dataroot", tmp_path, "--gpu_ids", "0", "--checkpoints_dir", tmp_path / "c",
+                      cuda_visible=False)
     assert_one_line_error(proc, "--gpu_ids -1")
 
 
