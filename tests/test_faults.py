@@ -249,3 +249,19 @@ def test_out_of_memory_names_the_image_and_the_option(monkeypatch):
     data = {"I": torch.zeros(1, 3, 2048, 1536), "I_path": ["photos/huge.jpg"]}
     with pytest.raises(UserError, match=r"photos/huge.jpg.*1536x2048.*--max_size"):
         test_script.run_model(Model(), data)
+
+
+@pytest.mark.parametrize("preprocess", ["crop", "scale_width_and_crop", "resize_and_crop"])
+def test_training_photos_smaller_than_the_crop_are_upscaled(tmp_path, preprocess):
+    """The documented choice: a photo smaller than --crop_size is enlarged (aspect kept) so the crop fits."""
+    from conftest import parse_options
+
+    from data.resize_natural_3_dataset import ResizeNatural3Dataset
+
+    root = build_tiny_dataset(tmp_path / "d", n_train=2, n_reflection=2, n_test=0, train_size=(20, 30))
+    opt = parse_options("train", ["--dataroot", root, "--gpu_ids", "-1", "--checkpoints_dir", tmp_path / "c",
+                                  "--preprocess", preprocess, "--load_size", "24", "--crop_size", "48",
+                                  "--num_threads", "0", "--seed", "1", "--vgg_weights", "random"])
+    sample = ResizeNatural3Dataset(opt)[0]
+    assert sample["T"].shape == (3, 48, 48) and sample["I"].shape == (3, 48, 48)
+    assert sample["T2"].shape == (3, 24, 24)
