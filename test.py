@@ -112,8 +112,9 @@ def run_model(model, data: dict) -> None:
         model.test()
     except torch.OutOfMemoryError:
         height, width = data["I"].shape[-2:]
-        raise UserError(f"{data['I_path'][0]}: out of memory on this {width}x{height} image; pass --max_size "
-                        "(e.g. --max_size 1024) to downscale large inputs, or use the CPU (--gpu_ids -1)") from None
+        raise UserError(f"{data['I_path'][0]}: out of memory on this {width}x{height} image; pass --tile 1024 "
+                        "(tiled inference at full resolution) or --max_size 1024 (downscale large inputs), or use "
+                        "the CPU (--gpu_ids -1)") from None
 
 
 def write_csv(path: str, entries: list, mean: list[float | None]) -> None:

@@ -33,6 +33,9 @@ class BaseModel(ABC):
         self.gpu_ids = opt.gpu_ids
         self.is_train = opt.is_train
         self.device = torch.device("cuda", self.gpu_ids[0]) if self.gpu_ids else torch.device("cpu")
+        if self.gpu_ids:
+            # Let cuDNN time its kernels once per input size (fixed crops in training) and keep the fastest.
+            torch.backends.cudnn.benchmark = True
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.loss_names: list[str] = []
         self.model_names: list[str] = []
@@ -125,7 +128,8 @@ class BaseModel(ABC):
         """Write every network as <prefix>_net_<name>.pth (plain CPU state_dict, atomic)."""
         os.makedirs(self.save_dir, exist_ok=True)
         for name, net in self.nets().items():
-            state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            # contiguous(): a channels_last run saves the same standard (NCHW) tensors as any other.
+            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             atomic_torch_save(state, self.network_path(str(prefix), name))
 
     def available_checkpoints(self) -> list[str]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 
 import torch
 from torch import Tensor
 
 from util import distributed
+from util.errors import UserError
 
-from . import losses, networks
+from . import losses, networks, tiling
 from .base_model import BaseModel, NonFiniteLossError
 
 N_STEPS = 3
@@ -26,15 +28,17 @@ def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tens
     height, width = real_I.shape[-2:]
     if height % 4 or width % 4:
         raise ValueError(f"IBCLN needs H and W divisible by 4, got {height}x{width}")
-    h_T, c_T = networks.unwrap(net_G_T).init_state(real_I)
-    h_R, c_R = networks.unwrap(net_G_R).init_state(real_I)
+    # None is the zero state of the first step, which the generators treat as h = c = 0 (see ConvLSTMGenerator.lstm).
+    h_T = c_T = h_R = c_R = None
     fake_Ts = [real_I]
     fake_Rs = [torch.full_like(real_I, 0.1)]
     half = quarter = real_I
-    for _ in range(n_steps):
-        t, h_T, c_T, half, quarter = net_G_T(torch.cat((real_I, fake_Ts[-1], fake_Rs[-1]), 1), h_T, c_T)
+    for step in range(n_steps):
+        # Only G_T's last step feeds its half- and quarter-scale outputs to a loss (L_MP).
+        t, h_T, c_T, half, quarter = net_G_T(torch.cat((real_I, fake_Ts[-1], fake_Rs[-1]), 1), h_T, c_T,
+                                             heads=step == n_steps - 1)
         fake_Ts.append(t)
-        r, h_R, c_R, _, _ = net_G_R(torch.cat((real_I, t, fake_Rs[-1]), 1), h_R, c_R)
+        r, h_R, c_R, _, _ = net_G_R(torch.cat((real_I, t, fake_Rs[-1]), 1), h_R, c_R, heads=False)
         fake_Rs.append(r)
     return fake_Ts, fake_Rs, half, quarter
 
@@ -44,11 +48,33 @@ class IBCLNModel(BaseModel):
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
-        """Return the parser with IBCLN's flags (the VGG19 weights of the perceptual loss when training)."""
+        """Return the parser with IBCLN's flags: the perceptual loss's VGG19 (training), speed and tiling options."""
         if is_train:
             parser.add_argument("--vgg_weights", type=str, default="imagenet",
                                 help="VGG19 for the perceptual loss: imagenet (torchvision download), a local "
                                      "torchvision vgg19 .pth file, or random (offline smoke runs only)")
+        parser.add_argument("--no_fused_gates", action="store_true",
+                            help="compute the four ConvLSTM gates with four convolutions, as released (default: one "
+                                 "convolution over their concatenated weights; same result and checkpoint format)")
+        parser.add_argument("--no_zero_state_skip", action="store_true",
+                            help="run the full gate convolutions at the first cascade step, as released (default: "
+                                 "skip the work on the zero LSTM state there; same result)")
+        parser.add_argument("--channels_last", action="store_true",
+                            help="run the networks in channels_last (NHWC) memory format: faster convolutions with "
+                                 "oneDNN on the CPU and cuDNN on recent GPUs; same result to ~1e-6")
+        parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=["none", "auto", "bf16", "fp16"],
+                            help="CUDA automatic mixed precision; --amp alone = bf16 where the GPU supports it, else "
+                                 "fp16 (with loss scaling when training). CUDA only: CPU runs stay in fp32")
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the networks (the first iterations, and each new image size at test, "
+                                 "are slow while it compiles)")
+        if not is_train:
+            parser.add_argument("--tile", type=int, default=0,
+                                help="test images larger than TILE pixels (a multiple of 4) in overlapping TILE x TILE "
+                                     "tiles, blended linearly, to bound memory; 0 = whole images. Tiles see less "
+                                     "context, so results differ slightly (README, Performance)")
+            parser.add_argument("--tile_overlap", type=int, default=128,
+                                help="overlap of neighbouring tiles in pixels (a multiple of 4, at most TILE/2)")
         return parser
 
     def __init__(self, opt: argparse.Namespace):
@@ -56,16 +82,24 @@ class IBCLNModel(BaseModel):
         self.loss_names = ["idt_T", "res", "MP", "G", "T", "idt_R", "R", "D"]
         self.visual_names = ["fake_Ts", "real_T", "real_I", "fake_Rs"]
         self.model_names = ["G_T", "G_R", "D"] if self.is_train else ["G_T", "G_R"]
-        self.netG_T = networks.place_net(networks.define_G(opt), self.gpu_ids)
-        self.netG_R = networks.place_net(networks.define_G(opt), self.gpu_ids)
+        self.amp_dtype = resolve_amp(getattr(opt, "amp", "none"), self.device)
+        self.channels_last = bool(getattr(opt, "channels_last", False))
+        self.tile = int(getattr(opt, "tile", 0) or 0)
+        self.tile_overlap = int(getattr(opt, "tile_overlap", 0) or 0)
+        if self.tile:
+            tiling.check_tiling(self.tile, self.tile_overlap)
+        self.netG_T = networks.place_net(self._generator(opt), self.gpu_ids)
+        self.netG_R = networks.place_net(self._generator(opt), self.gpu_ids)
+        # Loss scaling keeps small fp16 gradients from underflowing; bf16 has fp32's range and needs none.
+        self.scaler = (torch.amp.GradScaler("cuda") if self.is_train and self.amp_dtype == torch.float16 else None)
         if self.is_train:
-            self.netD = networks.place_net(networks.define_D(opt), self.gpu_ids)
+            self.netD = networks.place_net(self._prepare(networks.define_D(opt)), self.gpu_ids)
             # With torchrun each network becomes a DistributedDataParallel; G_R's half- and quarter-scale
             # heads feed no loss, hence find_unused_parameters for it.
             self.netG_T = distributed.wrap(self.netG_T, opt)
             self.netG_R = distributed.wrap(self.netG_R, opt, find_unused_parameters=True)
             self.netD = distributed.wrap(self.netD, opt)
-            self.vgg = networks.load_vgg_features(opt.vgg_weights).to(self.device)
+            self.vgg = self._prepare(networks.load_vgg_features(opt.vgg_weights).to(self.device))
             self.criterion_gan = losses.GANLoss(opt.gan_mode)
             self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_T.parameters(), self.netG_R.parameters()),
                                                 lr=opt.lr, betas=(opt.beta1, 0.999))
@@ -73,12 +107,37 @@ class IBCLNModel(BaseModel):
             self.optimizers = [self.optimizer_G, self.optimizer_D]
         self.crop_to: tuple[int, int] | None = None
 
+    def _generator(self, opt: argparse.Namespace) -> networks.ConvLSTMGenerator:
+        """Return a new generator with the shortcuts the options allow, in the chosen memory format."""
+        net = networks.define_G(opt).configure(fused_gates=not getattr(opt, "no_fused_gates", False),
+                                               skip_zero_state=not getattr(opt, "no_zero_state_skip", False))
+        return self._prepare(net)
+
+    def _prepare(self, net: torch.nn.Module) -> torch.nn.Module:
+        """Return net in channels_last format and compiled, as the options ask (the state_dict keys stay the same)."""
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if getattr(self.opt, "compile", False):
+            net.compile()  # in place: unlike torch.compile(net), no _orig_mod. prefix in the state_dict
+        return net
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        """Return an image batch on the model's device, in its memory format."""
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Return the autocast context of --amp (a no-op without it)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
     def set_input(self, data: dict) -> None:
         """Take a batch of the resize_natural_3 dataset (I, T, T2, T4, alpha, isNatural, paths)."""
-        self.real_I = data["I"].to(self.device)
-        self.real_T = data["T"].to(self.device)
-        self.real_T2 = data["T2"].to(self.device) if "T2" in data else None
-        self.real_T4 = data["T4"].to(self.device) if "T4" in data else None
+        self.real_I = self._to_device(data["I"])
+        self.real_T = self._to_device(data["T"])
+        self.real_T2 = self._to_device(data["T2"]) if "T2" in data else None
+        self.real_T4 = self._to_device(data["T4"]) if "T4" in data else None
         alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device)
         # The released recipe rounds the transmission weight to one decimal in the losses (SPEC §4).
         self.alpha = torch.round(alpha * 10) / 10
@@ -92,12 +151,20 @@ class IBCLNModel(BaseModel):
             self.crop_to = None
 
     def forward(self) -> None:
-        """Run the cascade; at test time clamp every output to [0,1] and crop any padding away."""
-        self.fake_Ts, self.fake_Rs, self.fake_T_half, self.fake_T_quarter = run_cascade(
-            self.netG_T, self.netG_R, self.real_I)
+        """Run the cascade (tiled with --tile); at test time clamp every output to [0,1] and crop any padding away."""
+        with self.autocast():
+            if not self.is_train and self.tile and max(self.real_I.shape[-2:]) > self.tile:
+                # The half- and quarter-scale outputs feed only training losses: tiles do not assemble them.
+                self.fake_Ts, self.fake_Rs = tiling.tiled_cascade(
+                    lambda crop: run_cascade(self.netG_T, self.netG_R, crop)[:2], self.real_I, self.tile,
+                    self.tile_overlap)
+                self.fake_T_half = self.fake_T_quarter = None
+            else:
+                self.fake_Ts, self.fake_Rs, self.fake_T_half, self.fake_T_quarter = run_cascade(
+                    self.netG_T, self.netG_R, self.real_I)
         if not self.is_train:
-            self.fake_Ts = [t.clamp(0, 1) for t in self.fake_Ts]
-            self.fake_Rs = [r.clamp(0, 1) for r in self.fake_Rs]
+            self.fake_Ts = [t.float().clamp(0, 1) for t in self.fake_Ts]
+            self.fake_Rs = [r.float().clamp(0, 1) for r in self.fake_Rs]
             if self.crop_to is not None:
                 h, w = self.crop_to
                 self.fake_Ts = [t[..., :h, :w] for t in self.fake_Ts]
@@ -108,25 +175,40 @@ class IBCLNModel(BaseModel):
     def backward_G(self) -> None:
         """Compute L_G = L_T + L_res + L_MP + L_adv + L_R and its gradients."""
         steps_T, steps_R = self.fake_Ts[1:], self.fake_Rs[1:]
-        self.loss_idt_T = losses.pixel_loss(steps_T, self.real_T)
-        self.loss_res = losses.residual_loss(self.real_I, steps_T, steps_R, self.alpha, self.synthetic)
-        self.loss_MP = losses.multiscale_perceptual_loss(
-            self.vgg, (steps_T[-1], self.fake_T_half, self.fake_T_quarter), (self.real_T, self.real_T2, self.real_T4))
-        # D is frozen here: call the bare module so that a DDP wrapper does not wait for D gradients.
-        self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(networks.unwrap(self.netD)(steps_T[-1]), True)
-        self.loss_T = self.loss_idt_T + self.loss_res + self.loss_MP + self.loss_G
-        self.loss_idt_R = losses.reflection_loss(self.real_I, self.real_T, steps_R, self.alpha, self.synthetic)
-        self.loss_R = self.loss_idt_R
+        with self.autocast():
+            self.loss_idt_T = losses.pixel_loss(steps_T, self.real_T)
+            self.loss_res = losses.residual_loss(self.real_I, steps_T, steps_R, self.alpha, self.synthetic)
+            # The ground truth's VGG features are computed once per scale, without gradient (perceptual_loss).
+            self.loss_MP = losses.multiscale_perceptual_loss(
+                self.vgg, (steps_T[-1], self.fake_T_half, self.fake_T_quarter),
+                (self.real_T, self.real_T2, self.real_T4))
+            # D is frozen here: call the bare module so that a DDP wrapper does not wait for D gradients.
+            self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(networks.unwrap(self.netD)(steps_T[-1]), True)
+            self.loss_T = self.loss_idt_T + self.loss_res + self.loss_MP + self.loss_G
+            self.loss_idt_R = losses.reflection_loss(self.real_I, self.real_T, steps_R, self.alpha, self.synthetic)
+            self.loss_R = self.loss_idt_R
         self.check_finite(("idt_T", "res", "MP", "G", "idt_R"))
-        (self.loss_T + self.loss_R).backward()
+        self._scaled(self.loss_T + self.loss_R).backward()
 
     def backward_D(self) -> None:
         """Compute L_D = 0.5 * (GAN(D(T), real) + GAN(D(T_3), fake)) and its gradients."""
-        loss_real = self.criterion_gan(self.netD(self.real_T), True)
-        loss_fake = self.criterion_gan(self.netD(self.fake_Ts[-1].detach()), False)
-        self.loss_D = 0.5 * (loss_real + loss_fake)
+        with self.autocast():
+            loss_real = self.criterion_gan(self.netD(self.real_T), True)
+            loss_fake = self.criterion_gan(self.netD(self.fake_Ts[-1].detach()), False)
+            self.loss_D = 0.5 * (loss_real + loss_fake)
         self.check_finite(("D",))
-        self.loss_D.backward()
+        self._scaled(self.loss_D).backward()
+
+    def _scaled(self, loss: Tensor) -> Tensor:
+        """Return the loss multiplied by the fp16 loss scale (unchanged without fp16 AMP)."""
+        return loss if self.scaler is None else self.scaler.scale(loss)
+
+    def _step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Take an optimiser step (through the loss scaler with fp16 AMP, which skips steps with inf/NaN grads)."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
 
     def check_finite(self, names: tuple[str, ...]) -> None:
         """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf."""
@@ -141,8 +223,24 @@ class IBCLNModel(BaseModel):
         self.set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         self.backward_G()
-        self.optimizer_G.step()
+        self._step(self.optimizer_G)
         self.set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
         self.backward_D()
-        self.optimizer_D.step()
+        self._step(self.optimizer_D)
+        if self.scaler is not None:
+            self.scaler.update()
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype for --amp on device (None for none); AMP on the CPU is a UserError."""
+    if amp in (None, "none"):
+        return None
+    if device.type != "cuda":
+        raise UserError(f"--amp {amp}: mixed precision is for CUDA devices (--gpu_ids 0); the CPU path runs in fp32 "
+                        "(drop --amp)")
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError("--amp bf16: this GPU does not support bfloat16; use --amp fp16")
+    return torch.bfloat16 if amp == "bf16" else torch.float16

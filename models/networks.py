@@ -12,6 +12,7 @@ import functools
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import lr_scheduler
 
@@ -20,10 +21,11 @@ from util.errors import UserError
 
 def conv_block(in_c: int, out_c: int, kernel: int, stride: int = 1, dilation: int = 1,
                act: nn.Module | None = None) -> nn.Sequential:
-    """Return Sequential(conv with 'same'-style padding and bias, activation); ReLU unless told otherwise."""
+    """Return Sequential(conv with 'same'-style padding and bias, activation); in-place ReLU unless told otherwise."""
     padding = dilation * (kernel - 1) // 2
     conv = nn.Conv2d(in_c, out_c, kernel, stride=stride, padding=padding, dilation=dilation, bias=True)
-    return nn.Sequential(conv, act if act is not None else nn.ReLU())
+    # In place: the convolution's output is not needed by its backward, so this saves a pass and a buffer.
+    return nn.Sequential(conv, act if act is not None else nn.ReLU(inplace=True))
 
 
 def upsample_block(in_c: int, out_c: int) -> nn.Sequential:
@@ -33,15 +35,51 @@ def upsample_block(in_c: int, out_c: int) -> nn.Sequential:
         # The pad + stride-1 pool smooths the checkerboard of the transposed conv without changing the size.
         nn.ReflectionPad2d((1, 0, 1, 0)),
         nn.AvgPool2d(2, stride=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
     )
+
+
+def set_inplace_relu(net: nn.Module, inplace: bool) -> None:
+    """Switch every ReLU of net to in-place or out-of-place (the same values; in place saves memory traffic)."""
+    for module in net.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = inplace
+
+
+GATES = ("conv_i", "conv_f", "conv_g", "conv_o")
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that draws its mask in NCHW order whatever the memory format of its input.
+
+    torch's dropout fills its random mask in memory order, so a channels_last tensor would get other masks
+    than the NCHW one from the same seed; drawing them as NCHW keeps channels_last training on the same
+    random stream as the plain path (and testable against it). NCHW inputs take the native kernel.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return x with dropout applied in training mode (x itself in eval mode)."""
+        if not self.training or self.p == 0 or x.is_contiguous():
+            return super().forward(x)
+        # What the native kernel computes (x * (bernoulli(1 - p) / (1 - p))), with the mask laid out as NCHW.
+        noise = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p).div_(1 - self.p)
+        return x * noise
 
 
 class ConvLSTMGenerator(nn.Module):
     """One IBCLN generator ("gen_drop"): encoder, ConvLSTM at 1/4 scale, decoder with three output scales.
 
-    ``forward(x, h, c)`` takes 9 channels cat(I, T_prev, R_prev) and the LSTM state (N, 256, H/4, W/4);
-    it returns (full-scale output, h, c, half-scale output, quarter-scale output).
+    ``forward(x, h, c)`` takes 9 channels cat(I, T_prev, R_prev) and the LSTM state (N, 256, H/4, W/4),
+    or h = c = None for the zero state of the first step; it returns (full-scale output, h, c, half-scale
+    output, quarter-scale output).
+
+    Shortcuts that leave the result unchanged, on by default (``configure`` switches them):
+    ``fused_gates`` computes the four gate convolutions conv_i/conv_f/conv_g/conv_o as one convolution
+    with their weights concatenated (the checkpoint still holds the four); ``skip_zero_state`` drops, at
+    the first step where h = c = 0, the h half of the gates' input channels and the forget gate
+    (f * c = 0), 23% of that step's work; ``skip_unused_heads`` does not compute half/quarter outputs
+    that the caller does not want; ReLUs run in place. At most the order of floating-point sums changes
+    (outputs within ~1e-6 of the plain path).
     """
 
     def __init__(self, input_nc: int = 9, output_nc: int = 3, ngf: int = 64, use_dropout: bool = True):
@@ -66,12 +104,38 @@ class ConvLSTMGenerator(nn.Module):
         self.conv8 = conv_block(c3, c3, 3)
         self.deconv1 = upsample_block(c3, c2)
         self.conv9 = conv_block(c2, c2, 3)
-        self.dropout = nn.Dropout(0.3) if use_dropout else nn.Identity()
+        self.dropout = Dropout(0.3) if use_dropout else nn.Identity()
         self.deconv2 = upsample_block(c2, c1)
         self.conv10 = conv_block(c1, ngf // 2, 3)
         self.outframe1 = conv_block(c3, output_nc, 3)
         self.outframe2 = conv_block(c2, output_nc, 3)
         self.output = conv_block(ngf // 2, output_nc, 3)
+        self.fused_gates = True
+        self.skip_zero_state = True
+        self.skip_unused_heads = True
+        # Inference-time cache of concatenated gate weights, keyed on the parameters' storage and version.
+        self._gate_cache: dict[tuple, tuple[tuple, Tensor, Tensor]] = {}
+
+    def configure(self, fused_gates: bool | None = None, skip_zero_state: bool | None = None,
+                  skip_unused_heads: bool | None = None, inplace_relu: bool | None = None) -> ConvLSTMGenerator:
+        """Set the computation shortcuts (None leaves one as it is); return self. Weights are unaffected.
+
+        All off (and inplace_relu off) is the released computation, op for op.
+        """
+        if fused_gates is not None:
+            self.fused_gates = fused_gates
+        if skip_zero_state is not None:
+            self.skip_zero_state = skip_zero_state
+        if skip_unused_heads is not None:
+            self.skip_unused_heads = skip_unused_heads
+        if inplace_relu is not None:
+            set_inplace_relu(self, inplace_relu)
+        self._gate_cache.clear()
+        return self
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half() ...: cached weights would be stale
+        self._gate_cache.clear()
+        return super()._apply(fn, recurse)
 
     def init_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return zero (h, c) for input x: (N, 256, H/4, W/4) on x's device and dtype."""
@@ -79,25 +143,81 @@ class ConvLSTMGenerator(nn.Module):
         shape = (n, self.hidden_channels, height // 4, width // 4)
         return x.new_zeros(shape), x.new_zeros(shape)
 
-    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Return (output, h, c, half-scale output, quarter-scale output) for one cascade step."""
+    def forward(self, x: Tensor, h: Tensor | None = None, c: Tensor | None = None, heads: bool = True
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Return (output, h, c, half-scale output, quarter-scale output) for one cascade step (h, c None: zero).
+
+        With heads=False the half- and quarter-scale outputs, which only the last step of G_T feeds to a loss,
+        are not computed (None), unless ``skip_unused_heads`` is off.
+        """
         skip1 = self.conv1(x)
         skip2 = self.conv3(self.conv2(skip1))
         x = self.conv4(skip2)
         for layer in (self.conv5, self.conv6, self.diconv1, self.diconv2, self.diconv3, self.diconv4, self.conv7):
             x = layer(x)
-        xh = torch.cat((x, h), dim=1)
-        i, f, g, o = self.conv_i(xh), self.conv_f(xh), self.conv_g(xh), self.conv_o(xh)
-        c = f * c + i * g
-        h = o * torch.tanh(c)
+        h, c = self.lstm(x, h, c)
         x = self.conv8(h)
-        quarter = self.outframe1(x)
+        with_heads = heads or not self.skip_unused_heads
+        quarter = self.outframe1(x) if with_heads else None
         x = self.deconv1(x) + skip2
         x = self.dropout(self.conv9(x))
-        half = self.outframe2(x)
+        half = self.outframe2(x) if with_heads else None
         x = self.deconv2(x) + skip1
         out = self.output(self.conv10(x))
         return out, h, c, half, quarter
+
+    def lstm(self, x: Tensor, h: Tensor | None, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Return the new (h, c) of the ConvLSTM cell for features x and state (h, c); None means the zero state."""
+        n_hidden = self.hidden_channels
+        if h is None or c is None:
+            if self.skip_zero_state:
+                # h = 0: only the x half of the input channels contributes; c = 0: the forget gate has no effect.
+                i, g, o = self._gate_activations(x, ("conv_i", "conv_g", "conv_o"), x_only=True)
+                c = i * g
+                return o * torch.tanh(c), c
+            h = torch.zeros_like(x[:, :n_hidden])
+            c = torch.zeros_like(h)
+        i, f, g, o = self._gate_activations(torch.cat((x, h), dim=1), GATES, x_only=False)
+        c = f * c + i * g
+        return o * torch.tanh(c), c
+
+    def _gate_activations(self, inp: Tensor, names: tuple[str, ...], x_only: bool) -> list[Tensor]:
+        """Return the activated gates `names` for input inp (cat(x, h), or x alone with x_only)."""
+        blocks = [getattr(self, name) for name in names]
+        if not self.fused_gates:
+            if not x_only:
+                return [block(inp) for block in blocks]
+            n_in = inp.shape[1]
+            return [block[1](self._conv(block[0], inp, block[0].weight[:, :n_in], block[0].bias)) for block in blocks]
+        weight, bias = self._fused_weights(names, inp.shape[1] if x_only else None)
+        parts = self._conv(blocks[0][0], inp, weight, bias).split(self.hidden_channels, dim=1)
+        return [block[1](part) for block, part in zip(blocks, parts)]
+
+    @staticmethod
+    def _conv(like: nn.Conv2d, inp: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """Return F.conv2d of inp with the given weights and the stride, padding and dilation of `like`."""
+        return F.conv2d(inp, weight, bias, like.stride, like.padding, like.dilation)
+
+    def _fused_weights(self, names: tuple[str, ...], n_in: int | None) -> tuple[Tensor, Tensor]:
+        """Return the gates' weights (first n_in input channels; all for None) and biases, concatenated."""
+        convs = [getattr(self, name)[0] for name in names]
+        params = [p for conv in convs for p in (conv.weight, conv.bias)]
+        # Under autograd the concatenation must be part of the graph; at inference it is cached until the
+        # weights change (a load_state_dict, an optimiser step or a .to() moves their storage or version).
+        # Weights created under inference_mode have no version counter: those are never cached.
+        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                     and not any(p.is_inference() for p in params))
+        key = (names, n_in)
+        stamp = tuple((p.data_ptr(), p._version, p.dtype) for p in params) if cacheable else ()
+        if cacheable and key in self._gate_cache and self._gate_cache[key][0] == stamp:
+            return self._gate_cache[key][1:]
+        weight = torch.cat([conv.weight if n_in is None else conv.weight[:, :n_in] for conv in convs], dim=0)
+        if convs[0].weight.is_contiguous(memory_format=torch.channels_last):
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        bias = torch.cat([conv.bias for conv in convs], dim=0)
+        if cacheable:
+            self._gate_cache[key] = (stamp, weight, bias)
+        return weight, bias
 
 
 class NLayerDiscriminator(nn.Module):

@@ -1,0 +1,441 @@
+"""The faster paths of issue #7 against the plain fp32 eager computation, each within a stated tolerance.
+
+Plain = the released computation: four gate convolutions, the full first step, every output head, ReLU out of
+place, NCHW. Tolerance for fused gates, zero-state skip, unused heads, in-place ReLU and channels_last:
+max |fast - plain| <= 1e-5 x max |plain|, per output and per gradient tensor (fp32 rounding is ~1e-7; these
+paths only reorder sums or use other convolution kernels). Tiling is exact for a pixel-wise cascade and equal
+to the whole-image run with one tile. Inputs are 32x48, weights tests/data/make_weights.py's (O(1) activations).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import create_model, tiling
+from models.ibcln_model import resolve_amp, run_cascade
+from models.networks import ConvLSTMGenerator
+from util.errors import UserError
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parent.parent
+PLAIN = {"fused_gates": False, "skip_zero_state": False, "skip_unused_heads": False, "inplace_relu": False}
+FAST = {"fused_gates": True, "skip_zero_state": True, "skip_unused_heads": True, "inplace_relu": True}
+REL = 1e-5  # the stated tolerance: max |fast - plain| <= REL * max |plain|, per tensor (fp32 rounding is ~1e-7)
+
+
+def assert_near(got: torch.Tensor, ref: torch.Tensor, rel: float = REL, what: str = "") -> None:
+    """Assert that got equals ref up to rel times ref's largest magnitude (the scale of fp32 rounding there)."""
+    assert got.shape == ref.shape, what
+    err, scale = float((got - ref).abs().max()), float(ref.abs().max())
+    assert err <= rel * scale + 1e-12, f"{what}: max |difference| {err:.3g} > {rel:g} x {scale:.3g}"
+
+
+@pytest.fixture(scope="module")
+def keys() -> list:
+    return json.loads((DATA / "generator_keys.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def states(keys, make_weights) -> tuple[dict, dict]:
+    return make_weights.make_state_dict(keys, 1), make_weights.make_state_dict(keys, 2)
+
+
+def _gen(state: dict, **config) -> ConvLSTMGenerator:
+    net = ConvLSTMGenerator()
+    net.load_state_dict(state)
+    return net.eval().configure(**config)
+
+
+def _step_with_grads(net: ConvLSTMGenerator, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
+                     heads: bool = True) -> tuple[list[torch.Tensor], dict[str, torch.Tensor | None], list]:
+    """Return (outputs, parameter grads, input grads) of one generator step under a fixed random projection."""
+    net.zero_grad(set_to_none=True)
+    inputs = [t for t in (x, h, c) if t is not None]
+    for t in inputs:
+        t.grad = None
+    outputs = [o for o in net(x, h, c, heads=heads) if o is not None]
+    gen = torch.Generator().manual_seed(5)
+    loss = sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outputs)
+    loss.backward()
+    grads = {name: None if p.grad is None else p.grad.clone() for name, p in net.named_parameters()}
+    return [o.detach() for o in outputs], grads, [t.grad.clone() for t in inputs if t.grad is not None]
+
+
+def _inputs(state: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 9, 32, 48, generator=gen).requires_grad_()
+    if not state:
+        return x, None, None
+    h = (torch.rand(2, 256, 8, 12, generator=gen) - 0.5).requires_grad_()
+    c = (torch.randn(2, 256, 8, 12, generator=gen)).requires_grad_()
+    return x, h, c
+
+
+def _assert_grads_close(got: dict, ref: dict) -> None:
+    assert got.keys() == ref.keys()
+    for name, g in got.items():
+        if g is None:  # a shortcut left this parameter out: it must have had no effect in the plain path
+            assert ref[name] is None or not ref[name].any(), f"{name}: skipped but plain gradient is non-zero"
+        else:
+            assert_near(g, ref[name], what=f"gradient of {name}")
+
+
+# ----- the generator's shortcuts -------------------------------------------------------------------------------
+
+def test_fused_gates_match_four_convolutions_with_gradients(states):
+    x, h, c = _inputs(state=True)
+    ref_out, ref_grads, ref_in = _step_with_grads(_gen(states[0], **PLAIN), x, h, c)
+    out, grads, in_grads = _step_with_grads(_gen(states[0], **{**PLAIN, "fused_gates": True}), x, h, c)
+    assert len(out) == len(ref_out) == 5
+    for a, b in zip(out, ref_out):
+        assert_near(a, b)
+    assert all(g is not None for g in grads.values())  # every gate weight gets its gradient through the fusion
+    _assert_grads_close(grads, ref_grads)
+    for a, b in zip(in_grads, ref_in):
+        assert_near(a, b)
+    # The state is not trivial: h and c change the result.
+    other, _, _ = _step_with_grads(_gen(states[0], **PLAIN), x, torch.zeros_like(h), torch.zeros_like(c))
+    assert (other[0] - ref_out[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_zero_state_skip_matches_the_full_first_step(states, fused):
+    x, _, _ = _inputs(state=False)
+    zeros = torch.zeros(2, 256, 8, 12)
+    ref_out, ref_grads, ref_in = _step_with_grads(_gen(states[0], **PLAIN), x, zeros.clone().requires_grad_(),
+                                                  zeros.clone().requires_grad_())
+    net = _gen(states[0], **{**PLAIN, "fused_gates": fused, "skip_zero_state": True})
+    out, grads, in_grads = _step_with_grads(net, x, None, None)
+    for a, b in zip(out, ref_out):
+        assert_near(a, b)
+    # The forget gate has no effect at c = 0, and the h half of every gate weight sees only zeros.
+    assert grads["conv_f.0.weight"] is None or not grads["conv_f.0.weight"].any()
+    assert not ref_grads["conv_f.0.weight"].any() and not ref_grads["conv_i.0.weight"][:, 256:].any()
+    _assert_grads_close(grads, ref_grads)
+    assert_near(in_grads[0], ref_in[0])
+
+
+def test_unused_heads_are_left_out_only_when_allowed(states):
+    x, h, c = _inputs(state=True)
+    with torch.no_grad():
+        full = _gen(states[0], **FAST)(x, h, c, heads=True)
+        lean = _gen(states[0], **FAST)(x, h, c, heads=False)
+        kept = _gen(states[0], **{**FAST, "skip_unused_heads": False})(x, h, c, heads=False)
+    assert lean[3] is None and lean[4] is None
+    assert full[3].shape == (2, 3, 16, 24) and full[4].shape == (2, 3, 8, 12)
+    for a, b in zip(lean[:3], full[:3]):
+        assert torch.equal(a, b)
+    assert torch.equal(kept[3], full[3]) and torch.equal(kept[4], full[4])
+
+
+def test_inplace_relu_gives_identical_values_and_gradients(states):
+    x, h, c = _inputs(state=True)
+    ref_out, ref_grads, _ = _step_with_grads(_gen(states[0], **PLAIN), x, h, c)
+    out, grads, _ = _step_with_grads(_gen(states[0], **{**PLAIN, "inplace_relu": True}), x, h, c)
+    assert all(torch.equal(a, b) for a, b in zip(out, ref_out))
+    assert all(torch.equal(grads[k], ref_grads[k]) for k in grads)
+
+
+def test_fast_cascade_matches_plain_cascade(states):
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ref_Ts, ref_Rs, ref_half, ref_quarter = run_cascade(_gen(states[0], **PLAIN), _gen(states[1], **PLAIN), image)
+        Ts, Rs, half, quarter = run_cascade(_gen(states[0], **FAST), _gen(states[1], **FAST), image)
+    for a, b in zip(Ts + Rs + [half, quarter], ref_Ts + ref_Rs + [ref_half, ref_quarter]):
+        assert_near(a, b)
+    assert (ref_Ts[3] - image).abs().max() > 0.05  # the cascade did something
+
+
+def test_channels_last_cascade_matches_plain(states):
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(8))
+    plain = (_gen(states[0], **PLAIN), _gen(states[1], **PLAIN))
+    fast = [_gen(s, **FAST).to(memory_format=torch.channels_last) for s in states]
+    with torch.inference_mode():
+        ref_Ts, ref_Rs, _, _ = run_cascade(*plain, image)
+        Ts, Rs, _, _ = run_cascade(*fast, image.contiguous(memory_format=torch.channels_last))
+    assert Ts[3].is_contiguous(memory_format=torch.channels_last) and not Ts[3].is_contiguous()
+    for a, b in zip(Ts + Rs, ref_Ts + ref_Rs):
+        assert_near(a, b)
+
+
+def test_gate_weight_cache_follows_weight_changes(states):
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)
+    with torch.inference_mode():
+        first = run_cascade(g_t, g_r, image)[0][3]
+        assert g_t._gate_cache  # inference filled the cache of concatenated gate weights
+        g_t.load_state_dict(states[1])  # now both generators hold the G_R weights
+        swapped = run_cascade(g_t, g_r, image)[0][3]
+        expected = run_cascade(_gen(states[1], **PLAIN), _gen(states[1], **PLAIN), image)[0][3]
+    assert (swapped - first).abs().max() > 1e-3
+    assert_near(swapped, expected)
+    with torch.no_grad():
+        g_t.conv_o[0].weight.mul_(0.5)  # an in-place change (an optimiser step) also invalidates the cache
+    with torch.inference_mode():
+        halved = run_cascade(g_t, g_r, image)[0][3]
+    reference = _gen(states[1], **PLAIN)
+    with torch.no_grad():
+        reference.conv_o[0].weight.mul_(0.5)
+    with torch.inference_mode():
+        assert_near(halved, run_cascade(reference, _gen(states[1], **PLAIN), image)[0][3])
+
+
+# ----- the model: options, checkpoints, training step ----------------------------------------------------------
+
+def _train_model(make_options, tmp_path, *flags: str):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="--vgg_weights random")
+        opt = make_options("train", "--dataroot", str(tmp_path), "--name", "fp", *flags)
+        torch.manual_seed(0)
+        return create_model(opt)
+
+
+def _batch() -> dict:
+    gen = torch.Generator().manual_seed(11)
+    t, r = torch.rand(2, 3, 32, 32, generator=gen), torch.rand(2, 3, 32, 32, generator=gen)
+    resize = torch.nn.functional.interpolate
+    return {"I": (0.8 * t + 0.3 * r).clamp(0, 1), "T": t,
+            "T2": resize(t, scale_factor=0.5, mode="bilinear", antialias=True),
+            "T4": resize(t, scale_factor=0.25, mode="bilinear", antialias=True),
+            "alpha": torch.tensor([0.7, 0.9]), "isNatural": torch.tensor([False, False])}
+
+
+def _losses_and_grads(model) -> tuple[dict, dict]:
+    model.train()
+    model.set_input(_batch())
+    torch.manual_seed(4)  # the same dropout masks
+    model.forward()
+    model.set_requires_grad(model.netD, False)
+    model.backward_G()
+    losses = {k: getattr(model, "loss_" + k).item() for k in ("idt_T", "res", "MP", "G", "idt_R")}
+    grads = {f"{n}.{k}": p.grad.clone() for n in ("G_T", "G_R") for k, p in model.nets()[n].named_parameters()
+             if p.grad is not None}
+    return losses, grads
+
+
+def test_training_step_of_the_fast_options_matches_plain(make_options, tmp_path, states):
+    plain = _train_model(make_options, tmp_path, "--no_fused_gates", "--no_zero_state_skip")
+    for name in ("G_T", "G_R"):
+        plain.nets()[name].configure(skip_unused_heads=False, inplace_relu=False)
+    default = _train_model(make_options, tmp_path)
+    nhwc = _train_model(make_options, tmp_path, "--channels_last")
+    for model in (plain, default, nhwc):  # D and VGG are equal by seeding; these generator weights give O(1) signals
+        model.nets()["G_T"].load_state_dict(states[0])
+        model.nets()["G_R"].load_state_dict(states[1])
+    assert default.netG_T.fused_gates and default.netG_T.skip_zero_state and not plain.netG_T.fused_gates
+    assert nhwc.netG_T.conv5[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ref_losses, ref_grads = _losses_and_grads(plain)
+    for model, grad_rel in ((default, REL), (nhwc, 2e-3)):
+        losses, grads = _losses_and_grads(model)
+        for key, value in ref_losses.items():
+            assert losses[key] == pytest.approx(value, rel=REL), key
+        # Dropout is active (train mode) and draws the same masks in channels_last, so gradients are comparable.
+        # channels_last's other kernels move pre-activations by ~1e-7, which flips a few ReLUs sitting at 0 over
+        # the three steps: its gradients agree to 2e-3 of their largest entry (the exact shortcuts to 1e-5).
+        assert ref_grads.keys() == grads.keys()
+        for key in ref_grads:
+            assert_near(grads[key], ref_grads[key], rel=grad_rel, what=key)
+    assert nhwc.fake_Ts[3].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_each_ground_truth_goes_through_vgg_once_per_step(make_options, tmp_path):
+    model = _train_model(make_options, tmp_path)
+    calls: list[tuple[bool, torch.Tensor]] = []
+    vgg = model.vgg
+
+    def counting(x):
+        calls.append((torch.is_grad_enabled(), x))
+        return vgg(x)
+
+    model.vgg = counting
+    model.set_input(_batch())
+    model.optimize_parameters()
+    targets = [x for grad, x in calls if not grad]
+    assert len(calls) == 6 and len(targets) == 3  # 3 scales: the prediction with gradient, the target without
+    assert [t is ref for t, ref in zip(targets, (model.real_T, model.real_T2, model.real_T4))] == [True] * 3
+
+
+def test_fast_options_keep_the_checkpoint_format(make_options, tmp_path, keys, states):
+    model = _train_model(make_options, tmp_path, "--channels_last")
+    for name in ("G_T", "G_R"):
+        assert [[k, list(v.shape)] for k, v in model.nets()[name].state_dict().items()] == keys
+    model.nets()["G_T"].load_state_dict(states[0])
+    model.save_networks("fp")
+    saved = torch.load(tmp_path / "checkpoints" / "fp" / "fp_net_G_T.pth", weights_only=True)
+    assert [[k, list(v.shape)] for k, v in saved.items()] == keys
+    assert all(v.is_contiguous() for v in saved.values())  # standard NCHW tensors, whatever the run's format
+    assert {"conv_i.0.weight", "conv_f.0.weight", "conv_g.0.weight", "conv_o.0.weight"} <= saved.keys()
+    plain = ConvLSTMGenerator()
+    plain.load_state_dict(saved, strict=True)
+    assert all(torch.equal(saved[k], states[0][k]) for k in saved)
+
+
+def test_compile_flag_keeps_the_checkpoint_keys(make_options, tmp_path, keys):
+    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "c", "--compile")
+    model = create_model(opt)
+    assert [[k, list(v.shape)] for k, v in model.nets()["G_T"].state_dict().items()] == keys
+
+
+@pytest.mark.parametrize("amp", ["--amp", "bf16", "fp16"])
+def test_amp_on_the_cpu_is_rejected_with_a_clear_message(make_options, tmp_path, amp):
+    args = ["--amp"] if amp == "--amp" else ["--amp", amp]
+    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "a", *args)
+    with pytest.raises(UserError, match=r"--amp .*CUDA.*fp32"):
+        create_model(opt)
+    assert resolve_amp("none", torch.device("cpu")) is None
+
+
+# ----- tiled inference -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("length", "tile", "overlap"),
+                         [(64, 32, 8), (100, 32, 16), (48, 64, 16), (2048, 1152, 256), (2048, 1024, 128), (36, 32, 0)])
+def test_tiles_cover_the_axis_and_blend_weights_sum_to_one(length, tile, overlap):
+    starts = tiling.tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(s % 4 == 0 for s in starts) and starts == sorted(set(starts))
+    assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:]))  # at least the asked overlap
+    weights = tiling.blend_weights(length, tile, starts)
+    total = torch.zeros(length, dtype=torch.float64)
+    for start, weight in zip(starts, weights):
+        assert weight.shape == (size,) and bool((weight > 0).all())
+        total[start:start + size] += weight
+    torch.testing.assert_close(total, torch.ones(length, dtype=torch.float64), rtol=0, atol=1e-12)
+    # 2-D weights are outer products: they sum to one too.
+    grid = torch.zeros(length, length, dtype=torch.float64)
+    for y, wy in zip(starts, weights):
+        for x, wx in zip(starts, weights):
+            grid[y:y + size, x:x + size] += wy[:, None] * wx[None, :]
+    torch.testing.assert_close(grid, torch.ones_like(grid), rtol=0, atol=1e-12)
+
+
+def test_single_tile_weights_are_one():
+    assert torch.equal(tiling.blend_weights(48, 64, [0])[0], torch.ones(48, dtype=torch.float64))
+
+
+def test_tiled_cascade_is_exact_for_a_pixelwise_cascade():
+    # A cascade without spatial context: tiling must reproduce it exactly, so any error is the blend's.
+    def pixelwise(image):
+        return ([image, *(torch.sigmoid(k * image) for k in (1, 2, 3))],
+                [torch.full_like(image, 0.1), *(image.square() + k for k in (1, 2, 3))])
+
+    image = torch.rand(1, 3, 72, 100, generator=torch.Generator().manual_seed(1))
+    fake_Ts, fake_Rs = tiling.tiled_cascade(pixelwise, image, 32, 12)
+    ref_Ts, ref_Rs = pixelwise(image)
+    for a, b in zip(fake_Ts + fake_Rs, ref_Ts + ref_Rs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_one_tile_covering_the_image_equals_the_whole_image_run(states):
+    g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        whole_Ts, whole_Rs, _, _ = run_cascade(g_t, g_r, image)
+        tiled_Ts, tiled_Rs = tiling.tiled_cascade(lambda crop: run_cascade(g_t, g_r, crop)[:2], image, 64, 16)
+    assert all(torch.equal(a, b) for a, b in zip(tiled_Ts + tiled_Rs, whole_Ts + whole_Rs))
+
+
+def test_tiled_test_model_stitches_the_cascade(make_options, tmp_path, states):
+    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "t", "--tile", "32", "--tile_overlap", "8")
+    model = create_model(opt)
+    model.netG_T.load_state_dict(states[0])
+    model.netG_R.load_state_dict(states[1])
+    model.eval()
+    image = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(3))
+    model.set_input({"I": image, "T": image, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=torch.bool)})
+    model.test()
+    assert model.fake_T_half is None and model.fake_T_quarter is None
+    with torch.inference_mode():
+        expected_Ts, expected_Rs = tiling.tiled_cascade(lambda c: run_cascade(model.netG_T, model.netG_R, c)[:2],
+                                                        image, 32, 8)
+        whole = run_cascade(model.netG_T, model.netG_R, image)[0][3].clamp(0, 1)
+    for a, b in zip(model.fake_Ts + model.fake_Rs, expected_Ts + expected_Rs):
+        assert a.shape == (1, 3, 48, 64) and 0 <= float(a.min()) and float(a.max()) <= 1
+        torch.testing.assert_close(a, b.clamp(0, 1), rtol=0, atol=1e-6)
+    # Tiles see less context than the whole image: close to it, but not equal.
+    diff = (model.fake_Ts[3] - whole).abs()
+    assert 0 < float(diff.max()) and float(diff.mean()) < 0.1
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [("30", "8"), ("32", "20"), ("32", "6"), ("-4", "0")])
+def test_bad_tile_options_are_user_errors(make_options, tmp_path, tile, overlap):
+    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "t", "--tile", tile, "--tile_overlap", overlap)
+    with pytest.raises(UserError, match="--tile"):
+        create_model(opt)
+
+
+def test_test_py_with_tiles_and_channels_last(tmp_path, tiny_dataset, states, script_runner):
+    folder = tmp_path / "checkpoints" / "tiles"
+    folder.mkdir(parents=True)
+    for net, state in zip(("G_T", "G_R"), states):
+        torch.save(state, folder / f"final_net_{net}.pth")
+    proc = script_runner("test.py", "--dataroot", tiny_dataset, "--name", "tiles", "--model", "IBCLN",
+                         "--checkpoints_dir", tmp_path / "checkpoints", "--results_dir", tmp_path / "results",
+                         "--epoch", "final", "--gpu_ids", "-1", "--tile", "32", "--tile_overlap", "8",
+                         "--channels_last", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from PIL import Image
+
+    images = tmp_path / "results" / "tiles" / "test_final" / "images"
+    for stem in ("img0", "img1"):
+        with Image.open(images / f"{stem}_fake_Ts_03.png") as img:
+            assert img.size == (64, 48)
+            assert np.asarray(img).std() > 1
+
+
+# ----- the benchmark script ------------------------------------------------------------------------------------
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("ibcln_benchmark", REPO / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_refuses_amp_variants_on_the_cpu():
+    bench = _benchmark_module()
+    with pytest.raises(SystemExit, match="CUDA"):
+        bench.select_variants("plain,amp", "cpu")
+    assert bench.select_variants("fast,plain", "cpu") == ["plain", "fast"]
+    assert "amp" not in bench.select_variants("all", "cpu") and "amp" in bench.select_variants("all", "cuda")
+
+
+def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
+    out = tmp_path / "bench.json"
+    proc = script_runner("scripts/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
+                         "0", "--json", out, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.get_num_threads() = 2" in proc.stdout and "| variant |" in proc.stdout.replace("  ", " ")
+    report = json.loads(out.read_text())
+    assert report["device"]["type"] == "cpu" and report["device"]["torch_threads"] == 2
+    assert report["settings"]["test_sizes"] == [32, 64] and report["matmul_tflops"]["fp32"] > 0
+    assert set(report["variants"]) == {"plain", "fast"}
+    for entry in report["variants"].values():
+        for key in ("train_iter", "test_32", "test_64"):
+            assert entry[f"{key}_s"] > 0 and len(entry[f"{key}_times_s"]) == 1
+            assert entry[f"{key}_peak_mb"] > 0 and entry[f"{key}_gflop"] > 0 and entry[f"{key}_tflops"] > 0
+    fast, plain = report["variants"]["fast"], report["variants"]["plain"]
+    assert fast["test_32_max_abs_diff_vs_plain"] < 1e-5 and fast["train_iter_loss_max_rel_diff_vs_plain"] < 1e-4
+    assert fast["test_64_gflop"] < plain["test_64_gflop"]  # the zero-state skip does less work
+    assert set(report["speedup_vs_plain"]["fast"]) == {"train_iter", "test_32", "test_64"}
+    assert report["data_samples_per_s"] > 0
+
+
+def test_fast_generator_survives_deepcopy(states):
+    # Models are copied (e.g. by EMA or DataParallel replicas): the gate cache must not break that.
+    net = _gen(states[0], **FAST)
+    with torch.inference_mode():
+        net(torch.rand(1, 9, 16, 16))
+    clone = copy.deepcopy(net)
+    with torch.inference_mode():
+        a, b = net(torch.ones(1, 9, 16, 16))[0], clone(torch.ones(1, 9, 16, 16))[0]
+    assert torch.equal(a, b)
