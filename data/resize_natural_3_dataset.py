@@ -117,6 +117,8 @@ class ResizeNatural3Dataset(BaseDataset):
         self.i_paths = self._required("testB", "the input images with reflections (I)")
         t_folder = os.path.join(self.root, "testA1")
         t_paths = make_dataset(t_folder, float("inf")) if os.path.isdir(t_folder) else []
+        for folder, paths in ((os.path.join(self.root, "testB"), self.i_paths), (t_folder, t_paths)):
+            _check_unique_stems(folder, paths)
         by_stem = {_stem(p): p for p in t_paths}
         input_stems = {_stem(p) for p in self.i_paths}
         orphans = sorted(os.path.basename(p) for p in t_paths if _stem(p) not in input_stems)
@@ -231,6 +233,18 @@ class ResizeNatural3Dataset(BaseDataset):
                        "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "has_gt": torch.tensor(has_gt),
                        "I_path": i_path, "T_path": t_path or ""})
         return sample
+
+
+def _check_unique_stems(folder: str, paths: list[str]) -> None:
+    """Raise a UserError when two files of folder share a name without extension (e.g. x.jpg and x.png)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        stem = _stem(path)
+        if stem in seen:
+            # Ground truth is paired with its input, and results are named, by the name without extension.
+            raise UserError(f"{folder}: {os.path.basename(seen[stem])} and {os.path.basename(path)} share the name "
+                            f"'{stem}'; test images are paired and their results named by it: rename one")
+        seen[stem] = path
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

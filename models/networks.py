@@ -73,13 +73,13 @@ class ConvLSTMGenerator(nn.Module):
     or h = c = None for the zero state of the first step; it returns (full-scale output, h, c, half-scale
     output, quarter-scale output).
 
-    Shortcuts that leave the result unchanged, on by default (``configure`` switches them):
-    ``fused_gates`` computes the four gate convolutions conv_i/conv_f/conv_g/conv_o as one convolution
-    with their weights concatenated (the checkpoint still holds the four); ``skip_zero_state`` drops, at
-    the first step where h = c = 0, the h half of the gates' input channels and the forget gate
-    (f * c = 0), 23% of that step's work; ``skip_unused_heads`` does not compute half/quarter outputs
-    that the caller does not want; ReLUs run in place. At most the order of floating-point sums changes
-    (outputs within ~1e-6 of the plain path).
+    Shortcuts that leave the result unchanged (``configure`` switches them): ``skip_zero_state`` (on by
+    default) drops, at the first step where h = c = 0, the h half of the gates' input channels and the
+    forget gate (f * c = 0), 23% of that step's work; ``skip_unused_heads`` (on) does not compute
+    half/quarter outputs that the caller does not want; ReLUs run in place (on); ``fused_gates`` (off:
+    no faster with oneDNN on the CPU, see README) computes the four gate convolutions
+    conv_i/conv_f/conv_g/conv_o as one convolution with their weights concatenated, the checkpoint still
+    holding the four. At most the order of floating-point sums changes (outputs within ~1e-6 of plain).
     """
 
     def __init__(self, input_nc: int = 9, output_nc: int = 3, ngf: int = 64, use_dropout: bool = True):
@@ -110,7 +110,7 @@ class ConvLSTMGenerator(nn.Module):
         self.outframe1 = conv_block(c3, output_nc, 3)
         self.outframe2 = conv_block(c2, output_nc, 3)
         self.output = conv_block(ngf // 2, output_nc, 3)
-        self.fused_gates = True
+        self.fused_gates = False
         self.skip_zero_state = True
         self.skip_unused_heads = True
         # Inference-time cache of concatenated gate weights, keyed on the parameters' storage and version.

@@ -15,14 +15,16 @@ the samples/s of the training data pipeline (scripts/benchmark_data.py). Not a t
 
 Variants (--variants, comma-separated, or all):
   plain          the released computation: four gate convolutions, full first step, all output heads, ReLU
-                 out of place, NCHW, fp32, eager (--no_fused_gates --no_zero_state_skip and the shortcuts off)
-  fused_gates    plain + one convolution for the four ConvLSTM gates
-  skip_work      plain + no work on the zero LSTM state of step 1, no unused half/quarter heads, in-place ReLU
+                 out of place, NCHW, fp32, eager (--no_zero_state_skip and the shortcuts off)
+  fused_gates    plain + one convolution for the four ConvLSTM gates (--fused_gates)
+  skip_work      plain + no work on the zero LSTM state of step 1, no unused half/quarter heads, in-place
+                 ReLU (the default model flags)
   channels_last  plain + NHWC memory format (--channels_last)
-  fast_fp32      all of the above: the default model flags plus --channels_last
-  amp            plain + autocast (--amp: bf16 where supported, else fp16); CUDA only
-  compile        plain + torch.compile (--compile)
-  fast           fast_fp32, plus --amp and --compile on CUDA (on the CPU, fast = fast_fp32)
+  fast_fp32      skip_work + channels_last (the default flags plus --channels_last)
+  amp            plain + autocast (--amp: bf16 where supported, else fp16); needs CUDA or a CPU with bfloat16
+                 instructions (AVX512-BF16 or AMX)
+  compile        plain + torch.compile (--compile; on the CPU minutes of C++ compilation per shape)
+  fast           fast_fp32 + --amp where the device has it; on CUDA also --fused_gates and --compile
 """
 
 from __future__ import annotations
@@ -53,19 +55,20 @@ from benchmark_data import cpu_model, measure, usable_cores, write_photos  # noq
 
 from models import create_model  # noqa: E402
 from models.base_model import BaseModel  # noqa: E402
+from models.ibcln_model import cpu_has_native_bf16  # noqa: E402
 from options.test_options import TestOptions  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 
-# name -> (model flags, generator shortcuts on, CUDA only)
+# name -> (model flags, generator shortcuts on, needs AMP)
 VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
-    "plain": (["--no_fused_gates", "--no_zero_state_skip"], False, False),
-    "fused_gates": (["--no_zero_state_skip"], False, False),
-    "skip_work": (["--no_fused_gates"], True, False),
-    "channels_last": (["--no_fused_gates", "--no_zero_state_skip", "--channels_last"], False, False),
+    "plain": (["--no_zero_state_skip"], False, False),
+    "fused_gates": (["--no_zero_state_skip", "--fused_gates"], False, False),
+    "skip_work": ([], True, False),
+    "channels_last": (["--no_zero_state_skip", "--channels_last"], False, False),
     "fast_fp32": (["--channels_last"], True, False),
-    "amp": (["--no_fused_gates", "--no_zero_state_skip", "--amp"], False, True),
-    "compile": (["--no_fused_gates", "--no_zero_state_skip", "--compile"], False, False),
-    "fast": (["--channels_last"], True, False),  # + --amp --compile on CUDA (see variant_flags)
+    "amp": (["--no_zero_state_skip", "--amp"], False, True),
+    "compile": (["--no_zero_state_skip", "--compile"], False, False),
+    "fast": (["--channels_last"], True, False),  # + --amp, and on CUDA --fused_gates --compile (variant_flags)
 }
 SIZE_PRESETS = {"full": (256, [256, 512, 1024]), "tiny": (32, [32, 64])}
 
@@ -73,9 +76,15 @@ SIZE_PRESETS = {"full": (256, [256, 512, 1024]), "tiny": (32, [32, 64])}
 def variant_flags(name: str, device: str) -> list[str]:
     """Return the model flags of a variant on this device."""
     flags = list(VARIANTS[name][0])
-    if name == "fast" and device == "cuda":
-        flags += ["--amp", "--compile"]
+    if name == "fast":
+        flags += ["--amp"] if amp_available(device) else []
+        flags += ["--fused_gates", "--compile"] if device == "cuda" else []
     return flags
+
+
+def amp_available(device: str) -> bool:
+    """Return whether --amp runs on this device: CUDA, or a CPU with bfloat16 instructions."""
+    return device == "cuda" or cpu_has_native_bf16()
 
 
 # ----- measurement helpers -------------------------------------------------------------------------------------
@@ -338,6 +347,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip_data", action="store_true", help="do not measure the data pipeline")
     parser.add_argument("--data_samples", type=int, default=None,
                         help="samples timed through the data pipeline (default 100; tiny: 6)")
+    parser.add_argument("--data_workers", type=int, default=2,
+                        help="--num_threads (DataLoader worker processes) for the data pipeline measurement")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.sizes in SIZE_PRESETS:
@@ -356,9 +367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def select_variants(spec: str, device: str) -> list[str]:
-    """Return the variants to run, plain first; CUDA-only ones are left out of 'all' on the CPU."""
+    """Return the variants to run, plain first; 'all' leaves out AMP where the device lacks it, compile on the CPU."""
     if spec == "all":
-        names = [v for v, (_, _, cuda_only) in VARIANTS.items() if device == "cuda" or not cuda_only]
+        names = [v for v, (_, _, needs_amp) in VARIANTS.items() if amp_available(device) or not needs_amp]
         if device != "cuda":
             names.remove("compile")  # minutes of C++ compilation per shape on a small CPU: ask for it by name
     else:
@@ -366,9 +377,10 @@ def select_variants(spec: str, device: str) -> list[str]:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)} or all")
-    cuda_only = [v for v in names if VARIANTS[v][2] and device != "cuda"]
-    if cuda_only:
-        raise SystemExit(f"variant(s) {cuda_only} need --device cuda: AMP is CUDA-only (the CPU path stays fp32)")
+    no_amp = [v for v in names if VARIANTS[v][2] and not amp_available(device)]
+    if no_amp:
+        raise SystemExit(f"variant(s) {no_amp} need AMP: --device cuda, or a CPU with bfloat16 instructions "
+                         "(AVX512-BF16 or AMX), which this one lacks")
     return sorted(set(names), key=lambda v: (v != "plain", names.index(v)))
 
 
@@ -386,8 +398,9 @@ def main(argv: list[str] | None = None) -> dict:
         matmul = {"fp32": matmul_tflops(device, torch.float32, 8192), "amp": matmul_tflops(device, amp_dtype, 8192)}
     else:
         name = cpu_model()
-        amp_dtype = None
-        matmul = {"fp32": matmul_tflops(device, torch.float32, 2048), "amp": None}
+        amp_dtype = torch.bfloat16 if amp_available("cpu") else None
+        matmul = {"fp32": matmul_tflops(device, torch.float32, 2048),
+                  "amp": matmul_tflops(device, amp_dtype, 2048) if amp_dtype else None}
     print(f"device: {args.device} ({name}); cores usable {usable_cores()}; torch {torch.__version__}; "
           f"torch.get_num_threads() = {torch.get_num_threads()}; Python {platform.python_version()}")
     print(f"matmul throughput: fp32 {matmul['fp32']:.3f} TFLOP/s"
@@ -420,8 +433,9 @@ def main(argv: list[str] | None = None) -> dict:
             data_root = os.path.join(root, "data")
             write_photos(data_root)
             crop = args.train_size
-            rate = measure(data_root, 0, args.data_samples, 2, args.train_batch, crop)
-            report["data"] = {"samples_per_s": rate, "num_threads": 0, "crop_size": crop, "samples": args.data_samples}
+            rate = measure(data_root, args.data_workers, args.data_samples, 2, args.train_batch, crop)
+            report["data"] = {"samples_per_s": rate, "num_threads": args.data_workers, "crop_size": crop,
+                              "samples": args.data_samples}
     measured = ([] if args.skip_train else ["train_iter"]) + [f"test_{s}" for s in args.test_sizes]
     if "plain" in results:
         report["speedup_vs_plain"] = {v: {k: results["plain"][f"{k}_s"] / e[f"{k}_s"] for k in measured}
@@ -430,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print_table(report)
     if report["data_samples_per_s"] is not None:
-        print(f"\ndata pipeline: {report['data_samples_per_s']:.1f} samples/s (--num_threads 0, "
+        print(f"\ndata pipeline: {report['data_samples_per_s']:.1f} samples/s (--num_threads {args.data_workers}, "
               f"{args.train_size}² crops, synthetic mixtures)")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -348,6 +348,15 @@ def test_pairs_by_name_and_rounds_sizes_down_with_bilinear(tmp_path: Path, capsy
     np.testing.assert_array_equal(as_uint8(y["I"]), np.asarray(load_rgb(str(tmp_path / "testB" / "y.png"))))
 
 
+@pytest.mark.parametrize("folder", ["testB", "testA1"])
+def test_two_test_images_with_one_name_are_a_clear_error(tmp_path: Path, folder: str) -> None:
+    save(photo("chelsea", 40, 32), tmp_path / "testB" / "x.png")
+    save(photo("rocket", 40, 32), tmp_path / "testA1" / "x.png")
+    save(photo("coffee", 40, 32), tmp_path / folder / "x.jpg")  # which x is x's input or ground truth?
+    with pytest.raises(UserError, match=rf"{folder}: x.jpg and x.png share the name 'x'.*rename one"):
+        ResizeNatural3Dataset(eval_opt(tmp_path))
+
+
 def test_keep_size_reflect_pads_to_multiple_of_4(tmp_path: Path) -> None:
     i_img, t_img = photo("chelsea", 70, 66), photo("coffee", 70, 66)
     save(i_img, tmp_path / "testB" / "x.png")
