@@ -113,8 +113,6 @@ class ConvLSTMGenerator(nn.Module):
         self.fused_gates = False
         self.skip_zero_state = True
         self.skip_unused_heads = True
-        # Inference-time cache of concatenated gate weights, keyed on the parameters' storage and version.
-        self._gate_cache: dict[tuple, tuple[tuple, Tensor, Tensor]] = {}
 
     def configure(self, fused_gates: bool | None = None, skip_zero_state: bool | None = None,
                   skip_unused_heads: bool | None = None, inplace_relu: bool | None = None) -> ConvLSTMGenerator:
@@ -130,12 +128,7 @@ class ConvLSTMGenerator(nn.Module):
             self.skip_unused_heads = skip_unused_heads
         if inplace_relu is not None:
             set_inplace_relu(self, inplace_relu)
-        self._gate_cache.clear()
         return self
-
-    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half() ...: cached weights would be stale
-        self._gate_cache.clear()
-        return super()._apply(fn, recurse)
 
     def init_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return zero (h, c) for input x: (N, 256, H/4, W/4) on x's device and dtype."""
@@ -200,23 +193,13 @@ class ConvLSTMGenerator(nn.Module):
 
     def _fused_weights(self, names: tuple[str, ...], n_in: int | None) -> tuple[Tensor, Tensor]:
         """Return the gates' weights (first n_in input channels; all for None) and biases, concatenated."""
+        # Concatenated at every call (part of the autograd graph when training): a copy of ~19 MB per step,
+        # small next to the convolution it feeds.
         convs = [getattr(self, name)[0] for name in names]
-        params = [p for conv in convs for p in (conv.weight, conv.bias)]
-        # Under autograd the concatenation must be part of the graph; at inference it is cached until the
-        # weights change (a load_state_dict, an optimiser step or a .to() moves their storage or version).
-        # Weights created under inference_mode have no version counter: those are never cached.
-        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                     and not any(p.is_inference() for p in params))
-        key = (names, n_in)
-        stamp = tuple((p.data_ptr(), p._version, p.dtype) for p in params) if cacheable else ()
-        if cacheable and key in self._gate_cache and self._gate_cache[key][0] == stamp:
-            return self._gate_cache[key][1:]
         weight = torch.cat([conv.weight if n_in is None else conv.weight[:, :n_in] for conv in convs], dim=0)
         if convs[0].weight.is_contiguous(memory_format=torch.channels_last):
             weight = weight.contiguous(memory_format=torch.channels_last)
         bias = torch.cat([conv.bias for conv in convs], dim=0)
-        if cacheable:
-            self._gate_cache[key] = (stamp, weight, bias)
         return weight, bias
 
 

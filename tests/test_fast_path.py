@@ -168,19 +168,18 @@ def test_channels_last_cascade_matches_plain(states):
         assert_near(a, b)
 
 
-def test_gate_weight_cache_follows_weight_changes(states):
+def test_fused_gates_follow_weight_changes(states):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9))
     g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)
     with torch.inference_mode():
         first = run_cascade(g_t, g_r, image)[0][3]
-        assert g_t._gate_cache  # inference filled the cache of concatenated gate weights
         g_t.load_state_dict(states[1])  # now both generators hold the G_R weights
         swapped = run_cascade(g_t, g_r, image)[0][3]
         expected = run_cascade(_gen(states[1], **PLAIN), _gen(states[1], **PLAIN), image)[0][3]
     assert (swapped - first).abs().max() > 1e-3
     assert_near(swapped, expected)
     with torch.no_grad():
-        g_t.conv_o[0].weight.mul_(0.5)  # an in-place change (an optimiser step) also invalidates the cache
+        g_t.conv_o[0].weight.mul_(0.5)  # an in-place change, as an optimiser step makes
     with torch.inference_mode():
         halved = run_cascade(g_t, g_r, image)[0][3]
     reference = _gen(states[1], **PLAIN)
@@ -501,7 +500,7 @@ def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
 
 
 def test_fast_generator_survives_deepcopy(states):
-    # Models are copied (e.g. by EMA or DataParallel replicas): the gate cache must not break that.
+    # Models are copied (e.g. by EMA or DataParallel replicas): the shortcuts' state must survive that.
     net = _gen(states[0], **FAST)
     with torch.inference_mode():
         net(torch.rand(1, 9, 16, 16))
