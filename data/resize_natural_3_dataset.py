@@ -235,6 +235,17 @@ class ResizeNatural3Dataset(BaseDataset):
         return sample
 
 
+def describe_size_policy(opt: argparse.Namespace) -> str:
+    """Return one line saying at which size test images are run and scored (--keep_size, --max_size)."""
+    if opt.keep_size:
+        line = "original size (reflect-padded to a multiple of 4 for the network, outputs cropped back)"
+    else:
+        line = "resized down to a multiple of 4 (bilinear, as the released code)"
+    if opt.max_size > 0:
+        line = f"longer side capped at {opt.max_size} (Lanczos), then {line}"
+    return f"size: {line}"
+
+
 def _check_unique_stems(folder: str, paths: list[str]) -> None:
     """Raise a UserError when two files of folder share a name without extension (e.g. x.jpg and x.png)."""
     seen: dict[str, str] = {}

@@ -90,13 +90,9 @@ class BaseModel(ABC):
             net.train()
 
     def test(self) -> None:
-        """Run forward without gradients (inference mode) and compute the visuals."""
+        """Run forward without gradients (inference mode) and compute the visuals; models may override it."""
         with torch.inference_mode():
             self.forward()
-            self.compute_visuals()
-
-    def compute_visuals(self) -> None:  # noqa: B027 - an optional hook, empty by default
-        """Hook for extra visuals after test(); nothing by default."""
 
     def get_image_paths(self) -> list[str]:
         """Return the paths of the current input images."""

@@ -158,26 +158,33 @@ class IBCLNModel(BaseModel):
             self.crop_to = None
 
     def forward(self) -> None:
-        """Run the cascade (tiled with --tile); at test time clamp every output to [0,1] and crop any padding away."""
+        """Run the cascade for a training step (raw outputs, with the half- and quarter-scale heads)."""
         with self.autocast():
-            if not self.is_train and self.tile and max(self.real_I.shape[-2:]) > self.tile:
-                # The half- and quarter-scale outputs feed only training losses: tiles do not assemble them.
-                self.fake_Ts, self.fake_Rs = tiling.tiled_cascade(
-                    lambda crop: run_cascade(self.netG_T, self.netG_R, crop)[:2], self.real_I, self.tile,
-                    self.tile_overlap)
-                self.fake_T_half = self.fake_T_quarter = None
+            self.fake_Ts, self.fake_Rs, self.fake_T_half, self.fake_T_quarter = run_cascade(
+                self.netG_T, self.netG_R, self.real_I)
+
+    def test(self) -> None:
+        """Run the cascade for inference (tiled with --tile), clamp every output to [0,1] and crop any padding away.
+
+        Works for a training model too (validation): the bare networks run, so a DDP wrapper on one rank
+        waits for nothing; eval or train mode is the caller's choice.
+        """
+        net_G_T, net_G_R = networks.unwrap(self.netG_T), networks.unwrap(self.netG_R)
+        with torch.inference_mode(), self.autocast():
+            if self.tile and max(self.real_I.shape[-2:]) > self.tile:
+                fake_Ts, fake_Rs = tiling.tiled_cascade(lambda crop: run_cascade(net_G_T, net_G_R, crop)[:2],
+                                                        self.real_I, self.tile, self.tile_overlap)
             else:
-                self.fake_Ts, self.fake_Rs, self.fake_T_half, self.fake_T_quarter = run_cascade(
-                    self.netG_T, self.netG_R, self.real_I)
-        if not self.is_train:
-            self.fake_Ts = [t.float().clamp(0, 1) for t in self.fake_Ts]
-            self.fake_Rs = [r.float().clamp(0, 1) for r in self.fake_Rs]
-            if self.crop_to is not None:
-                h, w = self.crop_to
-                self.fake_Ts = [t[..., :h, :w] for t in self.fake_Ts]
-                self.fake_Rs = [r[..., :h, :w] for r in self.fake_Rs]
-                self.real_I = self.real_I[..., :h, :w]
-                self.real_T = self.real_T[..., :h, :w]
+                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, self.real_I)
+        self.fake_T_half = self.fake_T_quarter = None  # they feed training losses only
+        self.fake_Ts = [t.float().clamp(0, 1) for t in fake_Ts]
+        self.fake_Rs = [r.float().clamp(0, 1) for r in fake_Rs]
+        if self.crop_to is not None:
+            h, w = self.crop_to
+            self.fake_Ts = [t[..., :h, :w] for t in self.fake_Ts]
+            self.fake_Rs = [r[..., :h, :w] for r in self.fake_Rs]
+            self.real_I = self.real_I[..., :h, :w]
+            self.real_T = self.real_T[..., :h, :w]
 
     def backward_G(self) -> None:
         """Compute L_G = L_T + L_res + L_MP + L_adv + L_R and its gradients."""

@@ -73,6 +73,9 @@ class BaseOptions:
         parser.add_argument("--load_iter", type=int, default=0,
                             help="if > 0, load the checkpoint saved at this iteration (iter_<n>) instead of --epoch")
         parser.add_argument("--verbose", action="store_true", help="print the networks")
+        parser.add_argument("--psnr", type=str, default="bandwise", choices=["bandwise", "pooled"],
+                            help="PSNR protocol of test, validation and evaluation: bandwise = per RGB channel, "
+                                 "averaged (the literature's); pooled = over all channels at once (for comparison)")
         parser.add_argument("--suffix", default="", type=str,
                             help="appended to --name, e.g. {model}_{netG}_size{load_size}")
         return parser

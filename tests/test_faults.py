@@ -238,17 +238,31 @@ def test_max_size_downscales_large_test_inputs(tmp_path):
         assert img.size == (60, 44)  # 120x90 -> 60x45 -> multiple of 4
 
 
-def test_out_of_memory_names_the_image_and_the_option(monkeypatch):
-    import test as test_script
+def test_out_of_memory_names_the_image_and_the_option():
     from util.errors import UserError
+    from util.evaluation import infer
 
     class Model:
+        def __init__(self, error):
+            self.error = error
+
+        def set_input(self, data):
+            pass
+
         def test(self):
-            raise torch.OutOfMemoryError("CUDA out of memory")
+            raise self.error
 
     data = {"I": torch.zeros(1, 3, 2048, 1536), "I_path": ["photos/huge.jpg"]}
-    with pytest.raises(UserError, match=r"photos/huge.jpg.*1536x2048.*--max_size"):
-        test_script.run_model(Model(), data)
+    with pytest.raises(UserError, match=r"photos/huge.jpg.*1536x2048 image \(GPU\).*--max_size.*--gpu_ids -1"):
+        infer(Model(torch.OutOfMemoryError("CUDA out of memory")), data)
+    # The CPU allocator's failure is a plain RuntimeError: the same message, without the CPU suggestion.
+    cpu_error = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: "
+                             "you tried to allocate 90000000000 bytes.")
+    with pytest.raises(UserError, match=r"photos/huge.jpg.*\(CPU\).*--tile.*--max_size") as caught:
+        infer(Model(cpu_error), data)
+    assert "--gpu_ids" not in str(caught.value)
+    with pytest.raises(RuntimeError, match="some other failure"):  # other errors keep their traceback
+        infer(Model(RuntimeError("some other failure")), data)
 
 
 @pytest.mark.parametrize("preprocess", ["crop", "scale_width_and_crop", "resize_and_crop"])
