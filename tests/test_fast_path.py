@@ -235,13 +235,14 @@ def test_training_step_of_the_fast_options_matches_plain(make_options, tmp_path,
     assert nhwc.netG_T.fused_gates
     assert nhwc.netG_T.conv5[0].weight.is_contiguous(memory_format=torch.channels_last)
     ref_losses, ref_grads = _losses_and_grads(plain)
-    for model, grad_rel in ((default, REL), (nhwc, 2e-3)):
+    for model, grad_rel in ((default, REL), (nhwc, 5e-3)):
         losses, grads = _losses_and_grads(model)
         for key, value in ref_losses.items():
             assert losses[key] == pytest.approx(value, rel=REL), key
         # Dropout is active (train mode) and draws the same masks in channels_last, so gradients are comparable.
         # channels_last's other kernels move pre-activations by ~1e-7, which flips a few ReLUs sitting at 0 over
-        # the three steps: its gradients agree to 2e-3 of their largest entry (the exact shortcuts to 1e-5).
+        # the three steps: its gradients agree to a few 1e-3 of their largest entry (the exact shortcuts to 1e-5);
+        # measured: up to 1.9e-3 on an AMD EPYC, 2.6e-3 (G_T.outframe2) on an Intel Xeon with AMX.
         assert ref_grads.keys() == grads.keys()
         for key in ref_grads:
             assert_near(grads[key], ref_grads[key], rel=grad_rel, what=key)
