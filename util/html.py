@@ -20,7 +20,7 @@ from dominate.tags import (
     figure,
     img,
     meta,
-    script,
+    p,
     span,
     style,
     table,
@@ -40,7 +40,7 @@ h1 { font-size: 20px; margin: 4px 0 8px; } h2 { font-size: 16px; margin: 20px 0 
 table.metrics { border-collapse: collapse; margin: 6px 0 12px; }
 table.metrics th, table.metrics td { padding: 2px 8px; border: 1px solid #ccc; text-align: right; }
 table.metrics td:first-child { text-align: left; overflow-wrap: anywhere; max-width: 360px; }
-table.metrics tr.mean td { border-top: 3px double #333; font-weight: bold; background: #f0f0f0; }
+table.metrics td.mean { border-top: 3px double #333; font-weight: bold; background: #f0f0f0; }
 table.metrics td.best { background: #d8f0d8; font-weight: bold; }
 .note { color: #555; margin: 2px 0; }
 .grid { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 8px; }
@@ -56,12 +56,11 @@ svg.chart { width: 100%; height: auto; border: 1px solid #ddd; background: #fff;
 section.image { border-top: 1px solid #ccc; margin-top: 14px; }
 """
 
-# A comparison is one button holding one image: a click swaps the image and the name shown beneath it.
-FLIP_JS = """function flip(b) {
-  var i = b.querySelector('img'), w = b.parentNode.querySelector('.which'), s = i.getAttribute('src');
-  i.setAttribute('src', i.dataset.alt); i.dataset.alt = s;
-  s = w.textContent; w.textContent = w.dataset.alt; w.dataset.alt = s;
-}"""
+# A comparison is one button holding one image: a click swaps the image and the name shown beneath it (inline,
+# so that the page holds no <script> element).
+FLIP_JS = ("var i = this.querySelector('img'), w = this.parentNode.querySelector('.which');"
+           " var s = i.getAttribute('src'); i.setAttribute('src', i.dataset.alt); i.dataset.alt = s;"
+           " s = w.textContent; w.textContent = w.dataset.alt; w.dataset.alt = s;")
 
 # (visual label, caption label, score label) of the cascade in page order: the T row, then the R row.
 T_ROW = (("real_I_00", "input I", "I"), ("fake_Ts_01", "T_1", "T_1"), ("fake_Ts_02", "T_2", "T_2"),
@@ -79,15 +78,13 @@ def href(file_name: str, folder: str = "images") -> str:
     return f"{folder}/{quote(os.fsencode(file_name))}"
 
 
-def new_page(title: str, comparisons: bool = False) -> dominate.document:
-    """Return a dominate document with the shared style (and the comparison script when asked)."""
+def new_page(title: str) -> dominate.document:
+    """Return a dominate document with the shared style."""
     doc = dominate.document(title=shown(title))
     with doc.head:
         meta(charset="utf-8")
         meta(name="viewport", content="width=device-width, initial-scale=1")
         style(CSS)
-        if comparisons:
-            script(FLIP_JS)
     return doc
 
 
@@ -151,13 +148,22 @@ def cascade_grid(files: dict[str, str], scores: Scores | None = None, with_gt: b
 def comparison(first: tuple[str, str], second: tuple[str, str]) -> figure:
     """Add and return a before/after control for two (file name, label) images: a click switches them."""
     with figure() as fig:
-        with button(type="button", onclick="flip(this)", title="click to switch", cls="flip"):
+        with button(type="button", onclick=FLIP_JS, title="click to switch", cls="flip"):
             img(src=href(first[0]), alt=f"{shown(first[1])} / {shown(second[1])}", data_alt=href(second[0]))
         with figcaption():
             text("showing ")
             span(first[1], cls="which", data_alt=second[1], style="font-weight: bold")
             text(f" (click the image to switch between {first[1]} and {second[1]})")
     return fig
+
+
+def file_links(files: dict[str, str]) -> None:
+    """Add a line linking every file (visual label -> file name in images/), shown or not."""
+    with p(cls="files"):
+        text("files: ")
+        for visual, file_name in files.items():
+            a(visual, href=href(file_name))
+            text(" ")
 
 
 def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "image", with_mean: bool = False,
@@ -176,22 +182,24 @@ def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "im
             for row in rows:
                 _metric_row(row[0], row[1], labels, row[2] if len(row) > 2 else None)
             if with_mean:
-                _metric_row("mean", mean, labels, None, cls="mean")
+                _metric_row("mean", mean, labels, None, mean_row=True)
     return tab
 
 
-def _metric_row(name: str, scores: Scores | None, labels: Sequence[str], link: str | None, cls: str = "") -> None:
+def _metric_row(name: str, scores: Scores | None, labels: Sequence[str], link: str | None,
+                mean_row: bool = False) -> None:
     cells = format_cells(scores, labels)
     best = set()
     if scores is not None and len(labels) > 1:
         for metric in (0, 1):
             top = max(scores[label][metric] for label in labels)
             best |= {2 * k + metric for k, label in enumerate(labels) if scores[label][metric] == top}
-    with tr(cls=cls) if cls else tr():
-        with td():
+    with tr():  # the mean row is marked on its cells: a bare <tr> for every row
+        with td(__pretty=False, cls="mean") if mean_row else td(__pretty=False):
             if link:
                 a(shown(name), href=link)
             else:
                 text(shown(name))
         for k, cell in enumerate(cells):
-            td(cell, cls="best") if k in best else td(cell)
+            classes = " ".join(c for c, on in (("mean", mean_row), ("best", k in best)) if on)
+            td(cell, cls=classes) if classes else td(cell)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dominate.tags import a, div, h1, h2, p, section, style
-from dominate.util import text
+from dominate.tags import div, h1, h2, p, section, style
 
 from util import html
 from util.evaluation import STEP_LABELS, Scores
@@ -27,7 +26,7 @@ def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tupl
 
     Thumbnails fill a five-column grid; `width` caps their size (px) when the window is wider.
     """
-    doc = html.new_page(title, comparisons=True)
+    doc = html.new_page(title)
     doc.head.add(style(f".grid img {{ max-width: {int(width)}px; }}"))
     with_gt = sum(scores is not None for _, _, scores in rows)
     with doc:
@@ -49,9 +48,5 @@ def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tupl
                     for first, first_label, second, second_label in pairs:
                         if first in by_visual and second in by_visual:
                             html.comparison((by_visual[first], first_label), (by_visual[second], second_label))
-                with p(cls="files"):
-                    text("files: ")
-                    for visual, file_name in by_visual.items():
-                        a(visual, href=html.href(file_name))
-                        text(" ")
+                html.file_links(by_visual)
     return html.save(doc, web_dir)

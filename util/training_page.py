@@ -155,4 +155,5 @@ def write_training_page(web_dir: str, name: str, log_dir: str, thumb_width: int 
             for epoch, files in snapshots(os.path.join(web_dir, "images")).items():
                 h3(f"epoch {epoch}")
                 html.cascade_grid(files)
+                html.file_links(files)
     return html.save(doc, web_dir)
