@@ -39,7 +39,8 @@ body { font-family: system-ui, sans-serif; font-size: 14px; margin: 12px 16px; c
 h1 { font-size: 20px; margin: 4px 0 8px; } h2 { font-size: 16px; margin: 20px 0 6px; }
 table.metrics { border-collapse: collapse; margin: 6px 0 12px; }
 table.metrics th, table.metrics td { padding: 2px 8px; border: 1px solid #ccc; text-align: right; }
-table.metrics td:first-child { text-align: left; overflow-wrap: anywhere; max-width: 360px; }
+table.metrics td:first-child, table.metrics th:first-child {
+  text-align: left; overflow-wrap: anywhere; max-width: 360px; }
 table.metrics td.mean { border-top: 3px double #333; font-weight: bold; background: #f0f0f0; }
 table.metrics td.best { background: #d8f0d8; font-weight: bold; }
 .note { color: #555; margin: 2px 0; }
@@ -112,7 +113,7 @@ def thumbnail(file_name: str, caption: str, detail: str = "") -> figure:
         with a(href=link):
             img(src=link, alt=shown(caption))
         with figcaption():
-            span(caption)
+            span(shown(caption))
             if detail:
                 text(" · " + detail)
     return fig
@@ -162,7 +163,7 @@ def file_links(files: dict[str, str]) -> None:
     with p(cls="files"):
         text("files: ")
         for visual, file_name in files.items():
-            a(visual, href=href(file_name))
+            a(shown(visual), href=href(file_name))
             text(" ")
 
 
