@@ -99,7 +99,8 @@ def train(opt: argparse.Namespace) -> None:
                     save_result = crossed(total_iters, batch, opt.update_html_freq)
                     visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
                 if crossed(total_iters, batch, opt.print_freq):
-                    message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data)
+                    message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data,
+                                                              samples=total_iters)
                     if main_process:
                         bar.write(message)
                     visualizer.plot_current_losses(epoch, epoch_iter / samples_per_epoch, losses)

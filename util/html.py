@@ -1,4 +1,9 @@
-"""Static HTML pages of result images (dominate escapes every text and attribute it writes)."""
+"""Static HTML pages (dominate escapes every text and attribute it writes): the shared parts of the result pages.
+
+Pages fit a 1280 px window: images sit in a five-column grid scaled to the width, each linked to its
+full-size PNG. File names that are not valid UTF-8 (os.fsdecode gives surrogate escapes) are shown
+with U+FFFD in their place, and linked by their exact bytes.
+"""
 
 from __future__ import annotations
 
@@ -7,73 +12,195 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 import dominate
-from dominate.tags import a, br, h3, img, meta, p, table, tbody, td, th, thead, tr
+from dominate.tags import (
+    a,
+    button,
+    div,
+    figcaption,
+    figure,
+    img,
+    meta,
+    p,
+    span,
+    style,
+    table,
+    tbody,
+    td,
+    th,
+    thead,
+    tr,
+)
 from dominate.util import text
 
+from util.evaluation import Scores, format_cells, metric_columns
 
-class HTML:
-    """An index.html in web_dir with its images under web_dir/images/."""
+CSS = """
+body { font-family: system-ui, sans-serif; font-size: 14px; margin: 12px 16px; color: #222; }
+h1 { font-size: 20px; margin: 4px 0 8px; } h2 { font-size: 16px; margin: 20px 0 6px; }
+table.metrics { border-collapse: collapse; margin: 6px 0 12px; }
+table.metrics th, table.metrics td { padding: 2px 8px; border: 1px solid #ccc; text-align: right; }
+table.metrics td:first-child, table.metrics th:first-child {
+  text-align: left; overflow-wrap: anywhere; max-width: 360px; }
+table.metrics td.mean { border-top: 3px double #333; font-weight: bold; background: #f0f0f0; }
+table.metrics td.best { background: #d8f0d8; font-weight: bold; }
+.note { color: #555; margin: 2px 0; }
+.grid { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 8px; }
+.grid figure, .pair figure { margin: 0; }
+.grid img { display: block; width: 100%; height: auto; }
+figcaption { font-size: 12px; overflow-wrap: anywhere; }
+.pair { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; margin-top: 10px; }
+.pair button { display: block; width: 100%; padding: 0; border: 1px solid #999; cursor: pointer; background: none; }
+.pair img { display: block; width: 100%; height: auto; }
+.files { font-size: 12px; color: #555; margin: 6px 0; overflow-wrap: anywhere; }
+.charts { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px; }
+svg.chart { width: 100%; height: auto; border: 1px solid #ddd; background: #fff; }
+section.image { border-top: 1px solid #ccc; margin-top: 14px; }
+"""
 
-    def __init__(self, web_dir: str, title: str, refresh: int = 0):
-        self.title = title
-        self.web_dir = web_dir
-        self.img_dir = os.path.join(web_dir, "images")
-        os.makedirs(self.img_dir, exist_ok=True)
-        self.doc = dominate.document(title=title)
-        if refresh > 0:
-            with self.doc.head:
-                meta(http_equiv="refresh", content=str(refresh))
+# A comparison is one button holding one image: a click swaps the image and the name shown beneath it (inline,
+# so that the page holds no <script> element).
+FLIP_JS = ("var i = this.querySelector('img'), w = this.parentNode.querySelector('.which');"
+           " var s = i.getAttribute('src'); i.setAttribute('src', i.dataset.alt); i.dataset.alt = s;"
+           " s = w.textContent; w.textContent = w.dataset.alt; w.dataset.alt = s;")
 
-    def get_image_dir(self) -> str:
-        """Return the folder the page's images are written to."""
-        return self.img_dir
+# (visual label, caption label, score label) of the cascade in page order: the T row, then the R row.
+T_ROW = (("real_I_00", "input I", "I"), ("fake_Ts_01", "T_1", "T_1"), ("fake_Ts_02", "T_2", "T_2"),
+         ("fake_Ts_03", "T_3", "T_3"), ("real_T_00", "ground truth T", None))
+R_ROW = (None, ("fake_Rs_01", "R_1", None), ("fake_Rs_02", "R_2", None), ("fake_Rs_03", "R_3", None))
 
-    def add_header(self, header: str) -> None:
-        """Add a level-3 heading."""
-        with self.doc:
-            h3(header)
 
-    def add_paragraph(self, content: str) -> None:
-        """Add a paragraph of plain text."""
-        with self.doc:
-            p(content)
+def shown(name: str) -> str:
+    """Return name as displayable text: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", errors="replace")
 
-    def add_table(self, header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str = "") -> None:
-        """Add a bordered table with a header row and rows of text cells."""
-        attrs = {"border": 1, "style": "border-collapse: collapse; margin-bottom: 12px"}
-        if table_id:
-            attrs["id"] = table_id
-        with self.doc:
-            with table(**attrs):
-                with thead():
-                    with tr():
-                        for cell in header:
-                            th(cell, style="padding: 2px 8px")
-                with tbody():
-                    for row in rows:
-                        with tr():
-                            for cell in row:
-                                td(cell, style="padding: 2px 8px; text-align: right")
 
-    def add_images(self, ims: Sequence[str], txts: Sequence[str], width: int = 256, caption: str = "") -> None:
-        """Add a row of images (file names inside images/), each linked to itself and captioned."""
-        with self.doc:
-            if caption:
-                p(caption)
-            with table(border=1, style="table-layout: fixed;"):
-                with tr():
-                    for name, label in zip(ims, txts):
-                        link = "images/" + quote(name)
-                        with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                            with p():
-                                with a(href=link):
-                                    img(style=f"width:{width}px", src=link)
-                                br()
-                                text(label)
+def href(file_name: str, folder: str = "images") -> str:
+    """Return the relative link to folder/file_name, percent-encoding the file name's exact bytes."""
+    return f"{folder}/{quote(os.fsencode(file_name))}"
 
-    def save(self) -> str:
-        """Write index.html and return its path."""
-        path = os.path.join(self.web_dir, "index.html")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.doc.render())
-        return path
+
+def new_page(title: str) -> dominate.document:
+    """Return a dominate document with the shared style."""
+    doc = dominate.document(title=shown(title))
+    with doc.head:
+        meta(charset="utf-8")
+        meta(name="viewport", content="width=device-width, initial-scale=1")
+        style(CSS)
+    return doc
+
+
+def save(doc: dominate.document, web_dir: str) -> str:
+    """Write doc as web_dir/index.html and return its path."""
+    path = os.path.join(web_dir, "index.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(doc.render())
+    return path
+
+
+def score_text(scores: Scores | None, label: str | None) -> str:
+    """Return 'PSNR x dB · SSIM y' for a scored label, '' when it has no score."""
+    if scores is None or label is None or label not in scores:
+        return ""
+    psnr, ssim = format_cells(scores, [label])
+    return f"PSNR {psnr} dB · SSIM {ssim}"
+
+
+def thumbnail(file_name: str, caption: str, detail: str = "") -> figure:
+    """Add (to the open dominate context) and return a figure: the image scaled to its grid cell, linked to
+    the full-size PNG, captioned."""
+    link = href(file_name)
+    with figure() as fig:
+        with a(href=link):
+            img(src=link, alt=shown(caption))
+        with figcaption():
+            span(shown(caption))
+            if detail:
+                text(" · " + detail)
+    return fig
+
+
+def cascade_grid(files: dict[str, str], scores: Scores | None = None, with_gt: bool = True) -> None:
+    """Add the grid of a cascade: the T row over the R row (R_k under T_k), then a row of any other images.
+
+    files maps visual labels to file names in images/; T_0 (= I), R_0 (the constant start) and, without
+    with_gt, the placeholder ground truth are not shown.
+    """
+    placed = {"fake_Ts_00", "fake_Rs_00"} | (set() if with_gt else {"real_T_00"})
+    for row in (T_ROW, R_ROW):
+        present = [item for item in row if item and item[0] in files and (with_gt or item[0] != "real_T_00")]
+        if not present:
+            continue
+        with div(cls="grid"):
+            for item in row:
+                if item not in present:
+                    div()
+                    continue
+                visual, caption, label = item
+                placed.add(visual)
+                detail = score_text(scores, label) or ("no ground truth" if label and not with_gt else "")
+                thumbnail(files[visual], caption, detail)
+    others = [visual for visual in files if visual not in placed]
+    if others:
+        with div(cls="grid"):
+            for visual in others:
+                thumbnail(files[visual], visual, score_text(scores, visual))
+
+
+def comparison(first: tuple[str, str], second: tuple[str, str]) -> figure:
+    """Add and return a before/after control for two (file name, label) images: a click switches them."""
+    with figure() as fig:
+        with button(type="button", onclick=FLIP_JS, title="click to switch", cls="flip"):
+            img(src=href(first[0]), alt=f"{shown(first[1])} / {shown(second[1])}", data_alt=href(second[0]))
+        with figcaption():
+            text("showing ")
+            span(first[1], cls="which", data_alt=second[1], style="font-weight: bold")
+            text(f" (click the image to switch between {first[1]} and {second[1]})")
+    return fig
+
+
+def file_links(files: dict[str, str]) -> None:
+    """Add a line linking every file (visual label -> file name in images/), shown or not."""
+    with p(cls="files"):
+        text("files: ")
+        for visual, file_name in files.items():
+            a(shown(visual), href=href(file_name))
+            text(" ")
+
+
+def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "image", with_mean: bool = False,
+                  mean: Scores | None = None, table_id: str = "metrics") -> table:
+    """Add and return the metrics table: rows of (first cell, scores[, link]), then with_mean a mean row set apart.
+
+    In each row the best step for PSNR and for SSIM (highest value) is marked with class "best".
+    """
+    with table(cls="metrics", id=table_id) as tab:
+        with thead():
+            with tr():
+                th(first)
+                for column in metric_columns(labels):
+                    th(column)
+        with tbody():
+            for row in rows:
+                _metric_row(row[0], row[1], labels, row[2] if len(row) > 2 else None)
+            if with_mean:
+                _metric_row("mean", mean, labels, None, mean_row=True)
+    return tab
+
+
+def _metric_row(name: str, scores: Scores | None, labels: Sequence[str], link: str | None,
+                mean_row: bool = False) -> None:
+    cells = format_cells(scores, labels)
+    best = set()
+    if scores is not None and len(labels) > 1:
+        for metric in (0, 1):
+            top = max(scores[label][metric] for label in labels)
+            best |= {2 * k + metric for k, label in enumerate(labels) if scores[label][metric] == top}
+    with tr():  # the mean row is marked on its cells: a bare <tr> for every row
+        with td(__pretty=False, cls="mean") if mean_row else td(__pretty=False):
+            if link:
+                a(shown(name), href=link)
+            else:
+                text(shown(name))
+        for k, cell in enumerate(cells):
+            classes = " ".join(c for c, on in (("mean", mean_row), ("best", k in best)) if on)
+            td(cell, cls=classes) if classes else td(cell)

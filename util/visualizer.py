@@ -1,4 +1,4 @@
-"""Training display: visdom (image grid of the cascade and loss curves), HTML snapshots, loss_log.txt."""
+"""Training display: visdom (image grid of the cascade and loss curves), the training page, loss_log.txt."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections import OrderedDict
 import numpy as np
 from torch import Tensor
 
-from . import html
 from .util import save_image, tensor2im
 
 
@@ -96,17 +95,15 @@ class Visualizer:
             flat = flatten_visuals(visuals)
             for label, image in flat.items():
                 save_image(tensor2im(image), os.path.join(self.img_dir, f"epoch{epoch:03d}_{label}.png"))
-            self._write_html(epoch, list(flat))
+            self.write_training_page()
 
-    def _write_html(self, last_epoch: int, labels: list[str]) -> None:
-        webpage = html.HTML(self.web_dir, f"Experiment name = {self.name}", refresh=0)
-        for n in range(last_epoch, 0, -1):
-            names = [f"epoch{n:03d}_{label}.png" for label in labels]
-            if not all(os.path.exists(os.path.join(self.img_dir, name)) for name in names):
-                continue
-            webpage.add_header(f"epoch [{n}]")
-            webpage.add_images(names, labels, width=self.win_size)
-        webpage.save()
+    def write_training_page(self) -> str | None:
+        """Rewrite web/index.html (validation, loss curves, snapshots) and return its path; None without HTML."""
+        if not self.use_html:
+            return None
+        from util.training_page import write_training_page  # imported here: util.evaluation imports this module
+
+        return write_training_page(self.web_dir, self.name, os.path.dirname(self.log_name), self.win_size)
 
     def plot_current_losses(self, epoch: int, counter_ratio: float, losses: OrderedDict) -> None:
         """Append the losses to the visdom line plot (x = epoch + fraction of the epoch done)."""
@@ -124,9 +121,13 @@ class Visualizer:
                                 "xlabel": "epoch", "ylabel": "loss"})
 
     def print_current_losses(self, epoch: int, iters: int, losses: OrderedDict, t_comp: float,
-                             t_data: float) -> str:
-        """Append one line of losses to loss_log.txt and return it (the progress bar shows it)."""
-        message = f"(epoch: {epoch}, iters: {iters}, time: {t_comp:.3f}, data: {t_data:.3f}) "
+                             t_data: float, samples: int | None = None) -> str:
+        """Append one line of losses to loss_log.txt and return it (the progress bar shows it).
+
+        iters counts samples in this epoch, samples (when given) all samples seen so far: the training page's x.
+        """
+        seen = "" if samples is None else f", samples: {samples}"
+        message = f"(epoch: {epoch}, iters: {iters}{seen}, time: {t_comp:.3f}, data: {t_data:.3f}) "
         message += " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
         if self.enabled:
             with open(self.log_name, "a") as log_file:
