@@ -20,6 +20,7 @@ from data.resize_natural_3_dataset import describe_size_policy
 from models import create_model
 from options.base_options import run_cli
 from options.test_options import TestOptions
+from util import html
 from util.evaluation import ImageResult, MetricsCSV, format_cells, mean_scores, metric_columns, run_test_set, text_table
 from util.metrics import describe_protocol
 from util.result_page import write_test_page
@@ -81,7 +82,7 @@ def main(opt: argparse.Namespace) -> None:
         model.eval()
     web_dir = results_dir(opt)
     done = test_model(opt, model, dataset, web_dir)
-    rows = [[r.name, *format_cells(r.scores)] for r in done]
+    rows = [[html.shown(r.name), *format_cells(r.scores)] for r in done]
     rows.append(["mean", *format_cells(mean_scores([r.scores for r in done]))])
     print(protocol_line(opt))
     print(text_table(["image", *metric_columns()], rows))

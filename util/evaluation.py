@@ -160,5 +160,6 @@ class MetricsCSV:
         self._append(["mean", *("n/a" if v is None else repr(float(v)) for v in flat(mean, self.labels))])
 
     def _append(self, row: list[str]) -> None:
-        with open(self.path, "a", newline="") as f:
+        # A file name that is not valid UTF-8 (surrogate escapes from os.fsdecode) is written with U+FFFD / '?'.
+        with open(self.path, "a", newline="", encoding="utf-8", errors="replace") as f:
             csv.writer(f).writerow(row)
