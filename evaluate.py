@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import re
 from collections import OrderedDict
@@ -140,15 +141,20 @@ def evaluate_model(opt: argparse.Namespace, sets: dict[str, str], eval_dir: str)
     for name, (set_opt, dataset) in prepared.items():
         print(f"set {name}: {len(dataset)} image(s) from {set_opt.dataroot} ({dataset.layout} layout)")
         done = test_model(set_opt, model, dataset, os.path.join(eval_dir, name))
-        results[name] = _set_result(name, [r.scores for r in done if r.scores is not None])
+        results[name] = _set_result(name, [(r.name, r.scores) for r in done if r.scores is not None])
     return results
 
 
-def _set_result(name: str, scores: list[Scores]) -> SetResult:
-    mean = mean_scores(scores)
+def _set_result(name: str, scored: list[tuple[str, Scores]]) -> SetResult:
+    """Return (images, mean scores) of a set's (image name, scores); notes images whose PSNR is infinite."""
+    mean = mean_scores([scores for _, scores in scored])
     if mean is None:
         raise UserError(f"set {name}: no image could be scored")
-    return len(scores), mean
+    infinite = [image for image, scores in scored if any(math.isinf(ps) for ps, _ in scores.values())]
+    if infinite:
+        print(f"note: {name}: {len(infinite)} image(s) have a channel identical to the ground truth, so an "
+              f"infinite band-wise PSNR, and the set's mean PSNR of that column is infinite: {_few(infinite)}")
+    return len(scored), mean
 
 
 # ----- saved predictions ------------------------------------------------------------------------------------
@@ -223,7 +229,7 @@ def score_predictions(opt: argparse.Namespace, name: str, root: str, pred_dir: s
             save_image(image, os.path.join(img_dir, files[-1]))
         table.add(pair.name, scores)
         rows.append((pair.name, files, scores))
-        all_scores.append(scores)
+        all_scores.append((pair.name, scores))
     if resized:
         print(f"note: {name}: {resized} prediction(s) resized (bicubic) to their ground truth's size (--pred_resize)")
     result = _set_result(name, all_scores)

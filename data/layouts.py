@@ -77,7 +77,8 @@ def detect_layout(root: str) -> str:
         return "ceilnet"
     if _sir2_scenes(root):
         return "sir2"
-    raise UserError(f"{root}: no known test-set layout; it must contain one of: {LAYOUT_HELP}")
+    raise UserError(f"{root}: no known test-set layout ({os.path.join(root, 'testB')} not found, nor any other); "
+                    f"it must contain one of: {LAYOUT_HELP}")
 
 
 def find_pairs(root: str, layout: str = "auto", pair_by: str = "stem") -> tuple[str, list[Pair]]:

@@ -206,8 +206,22 @@ def bad_input(tmp_path: Path, case: str) -> tuple[list, tuple[str, ...]]:
 @pytest.mark.parametrize("case", ["missing set folder", "malformed --sets entry", "no pairs", "no layout",
                                   "size mismatch", "duplicate prediction stems", "duplicate input stems",
                                   "missing prediction", "pred entry per set"])
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+def test_bad_input_is_one_line_error(tmp_path: Path, case: str) -> None:
+    import evaluate
+    from util.errors import UserError
+
     args, needles = bad_input(tmp_path, case)
+    opt = evaluate.EvaluateOptions().parse([str(a) for a in [*args, "--results_dir", tmp_path / "res", *CPU]],
+                                           save=False)
+    with pytest.raises(UserError) as err:
+        evaluate.main(opt)
+    assert "\n" not in str(err.value)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    args, needles = bad_input(tmp_path, "size mismatch")
     proc = run_script("evaluate.py", *args, "--results_dir", tmp_path / "res", "--checkpoints_dir", tmp_path / "c",
                       *CPU)
     assert proc.returncode == 2
@@ -223,3 +237,21 @@ def test_test_py_refuses_ground_truths_that_pair_with_nothing(tmp_path: Path) ->
     proc = run_script("test.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *CPU)
     assert proc.returncode == 2
     assert_one_line_error(proc, "in_0.png", "gt_0.png", "--pair_by sorted")
+
+
+def test_a_channel_identical_to_the_ground_truth_is_noted(tmp_path: Path, capsys) -> None:
+    import evaluate
+
+    syn = make_testb_set(tmp_path / "syn", n=2)
+    for k in range(2):
+        pred = read(syn / "testA1" / f"s{k}.png").copy()
+        if k == 1:
+            pred[..., 0] //= 2  # red differs, green and blue are exact: band-wise PSNR is infinite
+        write_png(pred, tmp_path / "preds" / f"s{k}.png")
+    opt = evaluate.EvaluateOptions().parse([str(a) for a in ["--sets", f"syn={syn}", "--pred", tmp_path / "preds",
+                                                             "--results_dir", tmp_path / "res", *CPU]], save=False)
+    capsys.readouterr()
+    evaluate.main(opt)
+    out = capsys.readouterr().out
+    assert "note: syn: 2 image(s) have a channel identical to the ground truth" in out and "s0, s1" in out
+    assert "| syn | 2 | " in out and "| inf | " in out  # the pred column's mean PSNR
