@@ -106,7 +106,8 @@ def test_checkpoint_numbers_equal_test_py_means(tmp_path: Path) -> None:
             weighted = (2 * report["syn"][metric][label] + report["real"][metric][label]) / 3
             assert report["average"][metric][label] == pytest.approx(weighted, rel=1e-12)
     # the Markdown table: a protocol header, one row per set, the average row
-    assert "Metric protocol: PSNR per RGB channel" in proc.stdout and "size: resized down to a multiple of 4" in proc.stdout
+    assert "Metric protocol: PSNR per RGB channel" in proc.stdout
+    assert "size: resized down to a multiple of 4" in proc.stdout
     assert "| syn | 2 | " in proc.stdout and "| real | 1 | " in proc.stdout and "| **average** | 3 | " in proc.stdout
     eval_dir = tmp_path / "res" / "rand" / "eval_final"
     links = Links()
@@ -182,7 +183,8 @@ def bad_input(tmp_path: Path, case: str) -> tuple[list, tuple[str, ...]]:
     if case == "malformed --sets entry":
         return ["--sets", str(syn)], ("expected NAME=DIR",)
     if case == "no pairs":
-        return ["--sets", f"x={make_testb_set(tmp_path / 'nogt', n=0, without_gt=2)}"], ("x=", "no input has a ground truth")
+        nogt = make_testb_set(tmp_path / "nogt", n=0, without_gt=2)
+        return ["--sets", f"x={nogt}"], ("x=", "no input has a ground truth")
     if case == "no layout":
         write_png(read(syn / "testB" / "s0.png"), tmp_path / "loose" / "photo.png")
         return ["--sets", f"x={tmp_path / 'loose'}"], ("no known test-set layout", "testB/ + testA1/", "-label1")
