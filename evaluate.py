@@ -184,7 +184,7 @@ def _match(pairs: list[Pair], preds: dict[str, str], set_name: str, folder: str,
         if path is None:
             missing.append(pair.name)
     if missing:
-        hint = "" if preds else f" (no image file there ends with --pred_suffix '{suffix}')" if suffix else ""
+        hint = f" (no image file there ends with --pred_suffix '{suffix}')" if suffix and not preds else ""
         raise UserError(f"--pred {set_name}: {folder} has no prediction for {len(missing)} of {len(pairs)} "
                         f"image(s): {_few(missing)}{hint}")
     return matched
