@@ -1,8 +1,9 @@
 """The ``resize_natural_3`` dataset (SPEC §6): T+R mixtures synthesized per sample, real pairs, test pairs.
 
 Training folders under --dataroot: trainA1 (T photos), trainA2 (R photos), optionally natural_T and
-natural_I (real aligned pairs with the same file names). Test folders: testB (inputs I) and optionally
-testA1 (ground truth T, paired with testB by file name without extension).
+natural_I (real aligned pairs with the same file names). Test sets: testB (inputs I) and optionally
+testA1 (ground truth T, paired with testB by file name without extension), or any layout of
+data/layouts.py (blended/ + transmission_layer/, SIR² scene folders, CEILNet triplets).
 
 Every random draw of a sample (real or synthetic, which R photo, crop, flip, synthesis parameters) comes
 from one torch.Generator seeded from torch's global generator, so --seed fixes the sample stream for a
@@ -23,6 +24,7 @@ from util.errors import UserError
 from . import synthesis
 from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
 from .image_folder import load_rgb, make_dataset
+from .layouts import find_pairs
 
 MAX_SYNTHESIS_TRIES = 20
 # Training skips undecodable files with a warning, but stops once more than this share of them is bad.
@@ -114,22 +116,21 @@ class ResizeNatural3Dataset(BaseDataset):
             return None
 
     def _init_test(self, opt: argparse.Namespace) -> None:
-        self.i_paths = self._required("testB", "the input images with reflections (I)")
-        t_folder = os.path.join(self.root, "testA1")
-        t_paths = make_dataset(t_folder, float("inf")) if os.path.isdir(t_folder) else []
-        for folder, paths in ((os.path.join(self.root, "testB"), self.i_paths), (t_folder, t_paths)):
-            _check_unique_stems(folder, paths)
-        by_stem = {_stem(p): p for p in t_paths}
-        input_stems = {_stem(p) for p in self.i_paths}
-        orphans = sorted(os.path.basename(p) for p in t_paths if _stem(p) not in input_stems)
-        if orphans:
-            print(f"note: {len(orphans)} ground-truth image(s) in {t_folder} have no input in testB and are "
-                  f"ignored: {', '.join(orphans[:10])}")
-        self.t_for_i = [by_stem.get(_stem(p)) for p in self.i_paths]
-        self.length = len(self.i_paths)
+        # Any distributed layout (data/layouts.py); test.py runs inputs without a ground truth too.
+        layout, pair_by = getattr(opt, "layout", "auto"), getattr(opt, "pair_by", "stem")
+        self.layout, self.pairs = find_pairs(self.root, layout, pair_by)
+        self.pairs = self.pairs[: int(min(opt.max_dataset_size, len(self.pairs)))]
+        self.length = len(self.pairs)
+
+    def only_with_ground_truth(self) -> list[str]:
+        """Drop the test pairs that have no ground truth (for evaluation); return their names."""
+        dropped = [p.name for p in self.pairs if p.gt is None]
+        self.pairs = [p for p in self.pairs if p.gt is not None]
+        self.length = len(self.pairs)
+        return dropped
 
     def __len__(self) -> int:
-        """Return --dataset_size (training) or the number of testB images (testing)."""
+        """Return --dataset_size (training) or the number of test inputs (testing)."""
         return self.length
 
     # ----- samples -------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class ResizeNatural3Dataset(BaseDataset):
                         "reflection photos); remove it from trainA1 or add brighter photos to trainA2")
 
     def _test_item(self, index: int) -> dict:
-        i_path, t_path = self.i_paths[index], self.t_for_i[index]
+        name, i_path, t_path = self.pairs[index].name, self.pairs[index].input, self.pairs[index].gt
         i_img = load_rgb(i_path)
         has_gt = t_path is not None
         t_img = load_rgb(t_path) if has_gt else Image.new("RGB", i_img.size)
@@ -231,7 +232,7 @@ class ResizeNatural3Dataset(BaseDataset):
         half, quarter = downscales(t)
         sample.update({"T": t, "I": i, "R": torch.zeros_like(i), "T2": half, "T4": quarter,
                        "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "has_gt": torch.tensor(has_gt),
-                       "I_path": i_path, "T_path": t_path or ""})
+                       "I_path": i_path, "T_path": t_path or "", "name": name})
         return sample
 
 
@@ -244,18 +245,6 @@ def describe_size_policy(opt: argparse.Namespace) -> str:
     if opt.max_size > 0:
         line = f"longer side capped at {opt.max_size} (Lanczos), then {line}"
     return f"size: {line}"
-
-
-def _check_unique_stems(folder: str, paths: list[str]) -> None:
-    """Raise a UserError when two files of folder share a name without extension (e.g. x.jpg and x.png)."""
-    seen: dict[str, str] = {}
-    for path in paths:
-        stem = _stem(path)
-        if stem in seen:
-            # Ground truth is paired with its input, and results are named, by the name without extension.
-            raise UserError(f"{folder}: {os.path.basename(seen[stem])} and {os.path.basename(path)} share the name "
-                            f"'{stem}'; test images are paired and their results named by it: rename one")
-        seen[stem] = path
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from data.layouts import LAYOUTS
+
 from .base_options import BaseOptions
 
 
@@ -25,5 +27,12 @@ class TestOptions(BaseOptions):
         parser.add_argument("--num_test", type=float, default=float("inf"), help="test at most this many images")
         parser.add_argument("--skip_bad_images", action="store_true",
                             help="skip (with a warning) test images that cannot be decoded instead of stopping")
+        parser.add_argument("--layout", type=str, default="auto", choices=["auto", *LAYOUTS],
+                            help="layout of the test set (data/layouts.py): testB (testB/ + testA1/), blended "
+                                 "(blended/ + transmission_layer/), sir2 (<scene>/m.* + g.*), ceilnet "
+                                 "(<stem>-input.* + -label1.*); auto = detect it")
+        parser.add_argument("--pair_by", type=str, default="stem", choices=["stem", "sorted"],
+                            help="pair inputs with ground truths by file name without extension, or by sorted "
+                                 "order (the released code; the two folders must hold as many images)")
         parser.set_defaults(num_threads=0, batch_size=1, serial_batches=True, no_flip=True, preprocess="")
         return parser

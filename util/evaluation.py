@@ -106,7 +106,8 @@ def run_test_set(model, dataset: Dataset, limit: float = math.inf, protocol: str
         images = infer(model, data)
         path = data["I_path"][0]
         scores = score_steps(images, protocol) if bool(data["has_gt"][0]) else None
-        yield ImageResult(os.path.splitext(os.path.basename(path))[0], path, images, scores)
+        name = data["name"][0] if "name" in data else os.path.splitext(os.path.basename(path))[0]
+        yield ImageResult(name, path, images, scores)
 
 
 def mean_scores(all_scores: Sequence[Scores | None]) -> Scores | None:

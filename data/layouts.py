@@ -1,0 +1,182 @@
+"""Test sets as they are distributed: detect a folder's layout and list its (input, ground truth) pairs.
+
+Layouts (checked against the public loaders that read them):
+
+- ``testB``: this project's testB/ (inputs I) + optional testA1/ (ground truth T), paired by file name
+  without extension (or, with --pair_by sorted, by sorted order as the released code did, SPEC §6).
+- ``blended``: blended/ (I) + transmission_layer/ (T), same file names: Zhang et al.'s real data, Real20,
+  Nature and the SIR² repackagings. Checked: Vandermode/ERRNet data/reflect_dataset.py (CEILTestDataset),
+  mingcv/YTMT-Strategy data/sirs_dataset.py + test_sirs.py (SIR2/{Postcard,SolidObject,WildScene}Dataset,
+  Nature) and mingcv/DSRNet data/sirs_dataset.py (DSRTestDataset, SIRTestDataset): all list blended/ and
+  open transmission_layer/<same name>.
+- ``sir2``: SIR²'s original per-scene folders <scene>/m.* (mixture) + <scene>/g.* (ground truth), the scenes
+  directly under the set folder or one level deeper (e.g. withgt/<scene>/). None of the four loaders reads
+  this layout (they use the blended/ repackaging), so it follows the SIR² download's own naming.
+- ``ceilnet``: CEILNet triplets <stem>-input.* (I) + <stem>-label1.* (T; -label2 is the reflection) in one
+  folder. Checked: fqnchina/CEILNet evaluation_reflection.lua (lists files containing '-input.png') and
+  its testdata_reflection_synthetic_table2/ folder (<stem>-input.png, -label1.png, -label2.png).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from util.errors import UserError
+
+from .image_folder import make_dataset
+
+LAYOUTS = ("testB", "blended", "sir2", "ceilnet")
+LAYOUT_HELP = ("testB/ + testA1/ (this project), blended/ + transmission_layer/ (Zhang et al., ERRNet family), "
+               "<scene>/m.* + <scene>/g.* (SIR², scenes possibly one level deeper), "
+               "<stem>-input.* + <stem>-label1.* (CEILNet)")
+# The input and ground-truth folders of the two-folder layouts.
+FOLDERS = {"testB": ("testB", "testA1"), "blended": ("blended", "transmission_layer")}
+CEILNET_INPUT, CEILNET_GT = "-input", "-label1"
+SHOWN = 5  # names shown in a message listing unpaired files
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One test image: its result name, the input path, and the ground-truth path (None when there is none)."""
+
+    name: str
+    input: str
+    gt: str | None
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _images(folder: str) -> list[str]:
+    return make_dataset(folder) if os.path.isdir(folder) else []
+
+
+def _sir2_scenes(root: str) -> list[str]:
+    """Return the folders, one or two levels under root, that hold a mixture image m.*."""
+    scenes = []
+    for top in sorted(os.scandir(root), key=lambda e: e.name):
+        if not top.is_dir():
+            continue
+        for folder in [top.path, *sorted(e.path for e in os.scandir(top.path) if e.is_dir())]:
+            if any(_stem(p) == "m" for p in _images(folder)):
+                scenes.append(folder)
+    return scenes
+
+
+def detect_layout(root: str) -> str:
+    """Return the layout of the test set at root (one of LAYOUTS); a UserError listing them when none matches."""
+    if not os.path.isdir(root):
+        raise UserError(f"{root}: folder not found")
+    if os.path.isdir(os.path.join(root, "testB")):
+        return "testB"
+    if os.path.isdir(os.path.join(root, "blended")):
+        return "blended"
+    if any(_stem(p).endswith(CEILNET_INPUT) for p in _images(root)):
+        return "ceilnet"
+    if _sir2_scenes(root):
+        return "sir2"
+    raise UserError(f"{root}: no known test-set layout ({os.path.join(root, 'testB')} not found, nor any other); "
+                    f"it must contain one of: {LAYOUT_HELP}")
+
+
+def find_pairs(root: str, layout: str = "auto", pair_by: str = "stem") -> tuple[str, list[Pair]]:
+    """Return (layout, the set's pairs in name order); inputs without a ground truth have gt None.
+
+    A UserError (one line) for: no layout, no input, two files with one name, --pair_by sorted with folders
+    of different sizes or on a one-folder layout, and a non-empty ground-truth side that pairs with nothing.
+    """
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout {layout}: expected auto or one of {', '.join(LAYOUTS)}")
+    if pair_by not in ("stem", "sorted"):
+        raise UserError(f"--pair_by {pair_by}: expected stem or sorted")
+    if pair_by == "sorted" and layout not in FOLDERS:
+        raise UserError(f"--pair_by sorted: only for the two-folder layouts ({', '.join(FOLDERS)}), "
+                        f"not {layout} ({root})")
+    if layout in FOLDERS:
+        pairs = _two_folder_pairs(root, *FOLDERS[layout], pair_by)
+    elif layout == "ceilnet":
+        pairs = _suffix_pairs(root)
+    else:
+        pairs = _sir2_pairs(root)
+    if not pairs:
+        raise UserError(f"{root}: no input images found for the {layout} layout ({LAYOUT_HELP})")
+    names: dict[str, str] = {}
+    for pair in pairs:
+        if pair.name in names:
+            raise UserError(f"{root}: {names[pair.name]} and {pair.input} share the name '{pair.name}'; test "
+                            "images are paired and their results named by it: rename one")
+        names[pair.name] = pair.input
+    return layout, sorted(pairs, key=lambda p: p.name)
+
+
+def _check_unique(folder: str, paths: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for path in paths:
+        if _stem(path) in seen:
+            raise UserError(f"{folder}: {os.path.basename(seen[_stem(path)])} and {os.path.basename(path)} share "
+                            f"the name '{_stem(path)}'; test images are paired and their results named by it: "
+                            "rename one")
+        seen[_stem(path)] = path
+
+
+def _two_folder_pairs(root: str, input_sub: str, gt_sub: str, pair_by: str) -> list[Pair]:
+    input_folder, gt_folder = os.path.join(root, input_sub), os.path.join(root, gt_sub)
+    if not os.path.isdir(input_folder):
+        raise UserError(f"{input_folder}: folder not found; it must contain the input images with reflections (I)")
+    inputs, gts = _images(input_folder), _images(gt_folder)
+    if not inputs:
+        raise UserError(f"{input_folder}: no images found; it must contain the input images with reflections (I)")
+    _check_unique(input_folder, inputs)
+    _check_unique(gt_folder, gts)
+    if pair_by == "sorted":
+        if gts and len(gts) != len(inputs):
+            raise UserError(f"--pair_by sorted: {input_folder} has {len(inputs)} images but {gt_folder} has "
+                            f"{len(gts)}; pairing by sorted order needs the same number")
+        return [Pair(_stem(i), i, gts[k] if gts else None) for k, i in enumerate(inputs)]
+    by_stem = {_stem(p): p for p in gts}
+    pairs = [Pair(_stem(i), i, by_stem.get(_stem(i))) for i in inputs]
+    input_stems = {p.name for p in pairs}
+    orphans = sorted(os.path.basename(p) for p in gts if _stem(p) not in input_stems)
+    if gts and len(orphans) == len(gts):
+        raise UserError(f"no input in {input_folder} has a ground truth of the same name (without extension) in "
+                        f"{gt_folder}: e.g. inputs {_few(inputs)}; ground truths {_few(gts)}; rename them, or pass "
+                        "--pair_by sorted to pair them by sorted order")
+    if orphans:
+        print(f"note: {len(orphans)} ground-truth image(s) in {gt_folder} have no input in {input_folder} and are "
+              f"ignored: {', '.join(orphans[:10])}")
+    return pairs
+
+
+def _few(paths: list[str]) -> str:
+    names = [os.path.basename(p) for p in paths[:SHOWN]]
+    return ", ".join(names) + (f" (+{len(paths) - SHOWN} more)" if len(paths) > SHOWN else "")
+
+
+def _suffix_pairs(root: str) -> list[Pair]:
+    files = _images(root)
+    inputs = [p for p in files if _stem(p).endswith(CEILNET_INPUT)]
+    gts = [p for p in files if _stem(p).endswith(CEILNET_GT)]
+    _check_unique(root, inputs)
+    _check_unique(root, gts)
+    by_name = {_stem(p)[: -len(CEILNET_GT)]: p for p in gts}
+    names = [_stem(p)[: -len(CEILNET_INPUT)] for p in inputs]
+    return [Pair(name, path, by_name.get(name)) for name, path in zip(names, inputs)]
+
+
+def _scene_file(scene: str, stem: str) -> str | None:
+    found = [p for p in _images(scene) if _stem(p) == stem]
+    if len(found) > 1:
+        raise UserError(f"{scene}: {', '.join(os.path.basename(p) for p in found)} are all named '{stem}'; keep one")
+    return found[0] if found else None
+
+
+def _sir2_pairs(root: str) -> list[Pair]:
+    pairs = []
+    for scene in _sir2_scenes(root):
+        name = os.path.relpath(scene, root).replace(os.sep, "_")
+        pairs.append(Pair(name, _scene_file(scene, "m"), _scene_file(scene, "g")))
+    return pairs
+

@@ -1,0 +1,151 @@
+"""Test sets in their distributed layouts (data/layouts.py): detection, pairing, and the errors (issues #12, #14)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_png
+
+from data.layouts import detect_layout, find_pairs
+from data.resize_natural_3_dataset import ResizeNatural3Dataset
+from options.test_options import TestOptions
+from util.errors import UserError
+
+
+def image(seed: int, size: tuple[int, int] = (24, 32)) -> np.ndarray:
+    """Return a random (H, W, 3) uint8 image drawn from seed."""
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def make_layout(root: Path, layout: str, nested: bool = False) -> Path:
+    """Write a tiny set in `layout`: images a and b with ground truth, c without; return root.
+
+    Input k is image(k), its ground truth image(10 + k), so a test can tell which file went where.
+    """
+    for k, name in enumerate(("a", "b", "c")):
+        gt = k < 2
+        if layout == "testB":
+            write_png(image(k), root / "testB" / f"{name}.png")
+            if gt:
+                write_png(image(10 + k), root / "testA1" / f"{name}.png")
+        elif layout == "blended":
+            write_png(image(k), root / "blended" / f"{name}.png")
+            if gt:
+                write_png(image(10 + k), root / "transmission_layer" / f"{name}.png")
+        elif layout == "sir2":
+            scene = root / "withgt" / name if nested else root / name
+            write_png(image(k), scene / "m.png")
+            write_png(image(20 + k), scene / "r.png")  # the reflection, not used
+            if gt:
+                write_png(image(10 + k), scene / "g.png")
+        else:
+            write_png(image(k), root / f"{name}-input.png")
+            write_png(image(20 + k), root / f"{name}-label2.png")  # the reflection, not used
+            if gt:
+                write_png(image(10 + k), root / f"{name}-label1.png")
+    return root
+
+
+def load(path: str | None) -> np.ndarray:
+    """Return the image at path as an array."""
+    from PIL import Image
+
+    assert path is not None
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+LAYOUT_CASES = [("testB", False), ("blended", False), ("sir2", False), ("sir2", True), ("ceilnet", False)]
+
+
+@pytest.mark.parametrize(("layout", "nested"), LAYOUT_CASES)
+def test_every_layout_is_detected_and_paired(tmp_path: Path, layout: str, nested: bool) -> None:
+    root = make_layout(tmp_path / "set", layout, nested)
+    assert detect_layout(str(root)) == layout
+    found, pairs = find_pairs(str(root))
+    assert found == layout
+    prefix = "withgt_" if nested else ""
+    assert [p.name for p in pairs] == [f"{prefix}a", f"{prefix}b", f"{prefix}c"]
+    for k, pair in enumerate(pairs):
+        np.testing.assert_array_equal(load(pair.input), image(k))
+        if k < 2:
+            np.testing.assert_array_equal(load(pair.gt), image(10 + k))
+        else:
+            assert pair.gt is None
+
+
+@pytest.mark.parametrize(("layout", "nested"), LAYOUT_CASES)
+def test_the_test_dataset_reads_every_layout(tmp_path: Path, layout: str, nested: bool) -> None:
+    root = make_layout(tmp_path / "set", layout, nested)
+    opt = TestOptions().parse(["--dataroot", str(root), "--gpu_ids", "-1", "--keep_size"], save=False)
+    dataset = ResizeNatural3Dataset(opt)
+    assert dataset.layout == layout and len(dataset) == 3
+    first, last = dataset[0], dataset[2]
+    assert first["name"] == ("withgt_a" if nested else "a") and bool(first["has_gt"]) and not bool(last["has_gt"])
+    np.testing.assert_array_equal((first["T"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), image(10))
+    assert dataset.only_with_ground_truth() == [last["name"]] and len(dataset) == 2
+
+
+def test_forced_layout_and_no_layout(tmp_path: Path) -> None:
+    root = make_layout(tmp_path / "set", "ceilnet")
+    with pytest.raises(UserError, match="blended.*folder not found"):
+        find_pairs(str(root), layout="blended")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(UserError) as err:
+        find_pairs(str(tmp_path / "empty"))
+    message = str(err.value)
+    assert "\n" not in message and "no known test-set layout" in message
+    for layout_hint in ("testB/ + testA1/", "blended/ + transmission_layer/", "<scene>/m.*", "<stem>-input.*"):
+        assert layout_hint in message
+
+
+def test_two_files_with_one_name_are_an_error(tmp_path: Path) -> None:
+    root = make_layout(tmp_path / "set", "sir2")
+    write_png(image(5), root / "a" / "m.jpg")
+    with pytest.raises(UserError, match="m.jpg, m.png are all named 'm'"):
+        find_pairs(str(root))
+    root = make_layout(tmp_path / "set2", "blended")
+    write_png(image(5), root / "transmission_layer" / "a.jpg")
+    with pytest.raises(UserError, match="transmission_layer: a.jpg and a.png share the name 'a'"):
+        find_pairs(str(root))
+
+
+# ----- issue #14 item 3: ground truths that pair with nothing ---------------------------------------------
+
+
+def renamed_set(root: Path, inputs: int = 3, gts: int = 3) -> Path:
+    """Write testB/in_k.png and testA1/gt_k.png: the same pictures under names that never match."""
+    for k in range(inputs):
+        write_png(image(k), root / "testB" / f"in_{k}.png")
+    for k in range(gts):
+        write_png(image(10 + k), root / "testA1" / f"gt_{k}.png")
+    return root
+
+
+def test_ground_truths_pairing_with_no_input_are_an_error_naming_both_sides(tmp_path: Path) -> None:
+    root = renamed_set(tmp_path / "set")
+    with pytest.raises(UserError) as err:
+        find_pairs(str(root))
+    message = str(err.value)
+    assert "\n" not in message and "in_0.png" in message and "gt_0.png" in message and "--pair_by sorted" in message
+
+
+def test_pair_by_sorted_pairs_in_sorted_order_and_refuses_different_counts(tmp_path: Path) -> None:
+    root = renamed_set(tmp_path / "set")
+    _, pairs = find_pairs(str(root), pair_by="sorted")
+    assert [(p.name, Path(p.gt).name) for p in pairs] == [("in_0", "gt_0.png"), ("in_1", "gt_1.png"),
+                                                          ("in_2", "gt_2.png")]
+    with pytest.raises(UserError, match="has 4 images but .*testA1 has 3"):
+        find_pairs(str(renamed_set(tmp_path / "other", inputs=4)), pair_by="sorted")
+    with pytest.raises(UserError, match="--pair_by sorted: only for the two-folder layouts"):
+        find_pairs(str(make_layout(tmp_path / "ceil", "ceilnet")), pair_by="sorted")
+
+
+def test_a_partial_ground_truth_folder_is_still_fine(tmp_path: Path, capsys) -> None:
+    root = make_layout(tmp_path / "set", "testB")
+    write_png(image(9), root / "testA1" / "orphan.png")
+    _, pairs = find_pairs(str(root))
+    assert [p.gt is not None for p in pairs] == [True, True, False]
+    assert "orphan.png" in capsys.readouterr().out
