@@ -22,7 +22,7 @@ from collections import OrderedDict
 from urllib.parse import quote
 
 import numpy as np
-from dominate.tags import a, li, ul
+from dominate.tags import h1, p
 from PIL import Image
 
 from data import create_dataset
@@ -267,26 +267,33 @@ def markdown_table(rows: dict[str, SetResult], labels: tuple[str, ...]) -> str:
 
 
 def as_json(rows: dict[str, SetResult]) -> dict:
-    """Return {set: {"images": N, "psnr": {label: value}, "ssim": {label: value}}} for every row."""
-    return {name: {"images": count, "psnr": {label: ps for label, (ps, _) in scores.items()},
-                   "ssim": {label: ss for label, (_, ss) in scores.items()}}
+    """Return {set: {"images": N, "psnr": {label: value}, "ssim": {label: value}}} for every row.
+
+    A non-finite value (an infinite band-wise PSNR, a SSIM that could not be computed) is written as null, so
+    that the file is strict JSON.
+    """
+    def number(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return {name: {"images": count, "psnr": {label: number(ps) for label, (ps, _) in scores.items()},
+                   "ssim": {label: number(ss) for label, (_, ss) in scores.items()}}
             for name, (count, scores) in rows.items()}
 
 
 def write_index(eval_dir: str, title: str, protocol: str, rows: dict[str, SetResult],
                 labels: tuple[str, ...]) -> str:
-    """Write eval_dir/index.html: the table and a link to every set's own page; return its path."""
-    page = html.HTML(eval_dir, title)
-    page.add_header(title)
-    page.add_paragraph(protocol)
-    table_rows = [[name, str(count), *format_cells(scores, labels)] for name, (count, scores) in rows.items()]
-    page.add_table(["set", "images", *metric_columns(labels)], table_rows, table_id="metrics")
-    with page.doc:
-        with ul():
-            for name in rows:
-                if name != "average":
-                    li(a(f"{name}: per-image results", href=quote(name) + "/index.html"))
-    return page.save()
+    """Write eval_dir/index.html: the table, each set linked to its own page, the average set apart; return its path."""
+    doc = html.new_page(title)
+    sets = [(f"{name} ({count} images)", scores, quote(name) + "/index.html")
+            for name, (count, scores) in rows.items() if name != "average"]
+    count, average = rows["average"]
+    with doc:
+        h1(html.shown(title))
+        p(protocol, cls="protocol")
+        html.metrics_table(sets, labels, first="set", with_mean=True, mean=average)
+        p(f"The last row is the average over all {count} images, weighted by each set's image count.")
+    os.makedirs(eval_dir, exist_ok=True)
+    return html.save(doc, eval_dir)
 
 
 def main(opt: argparse.Namespace) -> None:
@@ -309,7 +316,7 @@ def main(opt: argparse.Namespace) -> None:
     if opt.json:
         os.makedirs(os.path.dirname(os.path.abspath(opt.json)), exist_ok=True)
         with open(opt.json, "w") as f:
-            json.dump(as_json(rows), f, indent=2)
+            json.dump(as_json(rows), f, indent=2, allow_nan=False)
         print(f"\njson: {os.path.abspath(opt.json)}")
     page = write_index(eval_dir, title, protocol, rows, labels)
     print(f"summary page: {os.path.abspath(page)}")

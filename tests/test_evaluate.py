@@ -251,9 +251,12 @@ def test_a_channel_identical_to_the_ground_truth_is_noted(tmp_path: Path, capsys
             pred[..., 0] //= 2  # red differs, green and blue are exact: band-wise PSNR is infinite
         write_png(pred, tmp_path / "preds" / f"s{k}.png")
     opt = evaluate.EvaluateOptions().parse([str(a) for a in ["--sets", f"syn={syn}", "--pred", tmp_path / "preds",
-                                                             "--results_dir", tmp_path / "res", *CPU]], save=False)
+                                                             "--results_dir", tmp_path / "res", "--json",
+                                                             tmp_path / "out.json", *CPU]], save=False)
     capsys.readouterr()
     evaluate.main(opt)
     out = capsys.readouterr().out
     assert "note: syn: 2 image(s) have a channel identical to the ground truth" in out and "s0, s1" in out
     assert "| syn | 2 | " in out and "| inf | " in out  # the pred column's mean PSNR
+    saved = json.loads((tmp_path / "out.json").read_text())  # strict JSON: the infinite mean is null
+    assert saved["syn"]["psnr"]["pred"] is None and saved["syn"]["ssim"]["pred"] > 0.5
