@@ -21,7 +21,7 @@ from options.train_options import TrainOptions
 from util.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_KEYS = {"T", "I", "R", "T2", "T4", "alpha", "isNatural", "I_path", "T_path"}
+TRAIN_KEYS = {"T", "I", "R", "T2", "T4", "alpha", "isNatural", "I_path", "T_path", "bad_files"}
 PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "chelsea": skdata.chelsea,
           "rocket": skdata.rocket}
 
