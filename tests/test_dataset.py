@@ -317,7 +317,7 @@ def test_input_only_has_black_ground_truth(tmp_path: Path) -> None:
     dataset = ResizeNatural3Dataset(eval_opt(tmp_path))
     assert len(dataset) == 1
     sample = dataset[0]
-    assert TRAIN_KEYS | {"has_gt"} <= set(sample) and "orig_size" not in sample
+    assert (TRAIN_KEYS - {"bad_files"}) | {"has_gt"} <= set(sample) and "orig_size" not in sample
     assert sample["I"].shape == (3, 32, 40) and sample["T"].shape == (3, 32, 40)
     assert sample["T2"].shape == (3, 16, 20) and sample["T4"].shape == (3, 8, 10)
     assert float(sample["T"].abs().max()) == 0.0
