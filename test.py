@@ -19,7 +19,7 @@ from data import create_dataset
 from data.resize_natural_3_dataset import describe_size_policy
 from models import create_model
 from options.base_options import run_cli
-from options.test_options import TestOptions
+from options.test_options import TestOptions, results_folder
 from util import html
 from util.evaluation import ImageResult, MetricsCSV, format_cells, mean_scores, metric_columns, run_test_set, text_table
 from util.metrics import describe_protocol
@@ -29,8 +29,7 @@ from util.util import save_image
 
 def results_dir(opt: argparse.Namespace) -> str:
     """Return the folder of this run's results: <results_dir>/<name>/<phase>_<epoch>[_iter<n>]."""
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.epoch}")
-    return f"{web_dir}_iter{opt.load_iter}" if opt.load_iter > 0 else web_dir
+    return results_folder(opt)
 
 
 def protocol_line(opt: argparse.Namespace) -> str:

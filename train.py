@@ -3,15 +3,23 @@
 Epochs run from --epoch_count to --niter + --niter_decay. Every checkpoint save writes the networks
 (<prefix>_net_<G_T|G_R|D>.pth) and a training state (<prefix>_train_state.pth) so that
 --continue_train resumes exactly; 'latest' is saved at the end of every epoch, every --save_latest_freq
-samples and on Ctrl-C; '<epoch>' every --save_epoch_freq epochs; 'final' when training ends.
+samples and on Ctrl-C or SIGTERM; '<epoch>' every --save_epoch_freq epochs (0 = never); 'final' when
+training ends. On a terminal a progress bar shows every step; in a log file (stdout not a terminal: nohup,
+SLURM) only the --print_freq lines are written, with losses averaged since the last line and an ETA.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import signal
+import sys
 import time
+from collections import OrderedDict
 
+import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from data import create_dataset
@@ -27,6 +35,60 @@ from util.visualizer import Visualizer
 def crossed(total: int, step: int, freq: int) -> bool:
     """Return True if the sample counter passed a multiple of freq in its last increase by step."""
     return freq > 0 and total // freq > (total - step) // freq
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM preemption, docker stop, kill) received: handled like Ctrl-C, exit code 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM raise Terminated in the main thread, so that training saves 'latest' as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def mean_over_ranks(losses: OrderedDict) -> OrderedDict:
+    """Return the losses averaged over the torchrun processes (unchanged when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return losses
+    values = torch.tensor(list(losses.values()), dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        values = values.cuda()
+    dist.all_reduce(values)
+    return OrderedDict(zip(losses, (values / dist.get_world_size()).tolist()))
+
+
+class LossMeter:
+    """Sums losses between two --print_freq lines and estimates the time the run still needs."""
+
+    def __init__(self, samples_to_do: int):
+        self.samples_to_do = samples_to_do
+        self.samples_done = 0
+        self.start = time.time()
+        self.sums: OrderedDict = OrderedDict()
+        self.steps = 0
+
+    def add(self, losses: OrderedDict, batch: int) -> None:
+        """Count one training step of batch samples."""
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+        self.samples_done += batch
+
+    def pop_means(self) -> OrderedDict:
+        """Return the mean of each loss since the last call, and start a new average."""
+        means = OrderedDict((name, total / max(self.steps, 1)) for name, total in self.sums.items())
+        self.sums, self.steps = OrderedDict(), 0
+        return means
+
+    def eta(self) -> str:
+        """Return the estimated time left for the whole run, as H:MM:SS."""
+        left = max(self.samples_to_do - self.samples_done, 0)
+        seconds = (time.time() - self.start) / max(self.samples_done, 1) * left
+        return str(datetime.timedelta(seconds=round(seconds)))
 
 
 def save_checkpoint(model: BaseModel, prefix: str, epoch_done: int, total_iters: int) -> None:
@@ -64,6 +126,8 @@ def train(opt: argparse.Namespace) -> None:
     if opt.distributed and opt.seed is not None:
         seed_everything(opt.seed + opt.rank)  # ranks draw different samples; DDP copies rank 0's weights
     main_process = distributed.is_main_process()
+    install_sigterm_handler()
+    show_bar = main_process and sys.stdout.isatty()
     loader = create_dataset(opt)
     samples_per_epoch = len(loader.sampler)  # this process's share under torchrun
     model = create_model(opt)
@@ -72,13 +136,14 @@ def train(opt: argparse.Namespace) -> None:
     visualizer = Visualizer(opt, enabled=main_process)
     last_epoch = opt.niter + opt.niter_decay
     epochs_done = opt.epoch_count - 1
+    meter = LossMeter(samples_per_epoch * (last_epoch - epochs_done))
     try:
         for epoch in range(opt.epoch_count, last_epoch + 1):
             visualizer.reset()
             if opt.distributed:
                 loader.sampler.set_epoch(epoch)
             bar = tqdm(total=samples_per_epoch, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True,
-                       disable=not main_process)
+                       disable=not show_bar)
             epoch_iter = 0
             t_data_start = time.time()
             for data in loader:
@@ -95,15 +160,17 @@ def train(opt: argparse.Namespace) -> None:
                                     f"saved checkpoint in {model.save_dir} is intact") from None
                 t_comp = time.time() - t_comp_start
                 losses = model.get_current_losses()
+                meter.add(losses, batch)
                 if crossed(total_iters, batch, opt.display_freq):
                     save_result = crossed(total_iters, batch, opt.update_html_freq)
                     visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
                 if crossed(total_iters, batch, opt.print_freq):
-                    message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data,
+                    means = mean_over_ranks(meter.pop_means())
+                    message = visualizer.print_current_losses(epoch, epoch_iter, means, t_comp / batch, t_data,
                                                               samples=total_iters)
                     if main_process:
-                        bar.write(message)
-                    visualizer.plot_current_losses(epoch, epoch_iter / samples_per_epoch, losses)
+                        bar.write(f"{message} eta: {meter.eta()}", file=sys.stdout)
+                    visualizer.plot_current_losses(epoch, epoch_iter / samples_per_epoch, means)
                 if crossed(total_iters, batch, opt.save_latest_freq):
                     if main_process:
                         bar.write(f"saving the latest model (epoch {epoch}, total_iters {total_iters})")
@@ -118,14 +185,16 @@ def train(opt: argparse.Namespace) -> None:
             lr = model.update_learning_rate()
             epochs_done = epoch
             save_checkpoint(model, "latest", epoch, total_iters)
-            if epoch % opt.save_epoch_freq == 0:
+            if opt.save_epoch_freq > 0 and epoch % opt.save_epoch_freq == 0:
                 save_checkpoint(model, str(epoch), epoch, total_iters)
             if main_process:
                 print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: saving 'latest' (--continue_train restarts at epoch {epochs_done + 1})")
+    except KeyboardInterrupt as stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the save short
+        cause = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\n{cause}: saving 'latest' (--continue_train restarts at epoch {epochs_done + 1})", flush=True)
         save_checkpoint(model, "latest", epochs_done, total_iters)
-        raise SystemExit(130) from None
+        raise SystemExit(143 if isinstance(stop, Terminated) else 130) from None
     save_checkpoint(model, "final", last_epoch, total_iters)
     if opt.distributed:
         difference = distributed.max_weight_difference(list(model.nets().values()))

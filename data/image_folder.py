@@ -22,12 +22,41 @@ def is_image_file(filename: str) -> bool:
 
 
 def make_dataset(folder: str, max_dataset_size: float = float("inf")) -> list[str]:
-    """Return the sorted image paths directly inside folder (at most max_dataset_size of them)."""
+    """Return the image paths under folder and its sub-folders, sorted (at most max_dataset_size of them).
+
+    Sub-folders are walked recursively, as the released code did (os.walk), so PASCAL VOC-style trees and
+    per-scene folders are read whole. Symbolic links to folders are followed, each real folder once (a link
+    back up the tree cannot loop). The order is the sorted path, the same on every machine.
+    """
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: folder not found")
-    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                   if is_image_file(f) and os.path.isfile(os.path.join(folder, f)))
+    paths = []
+    visited = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs.sort()
+        paths += [os.path.join(current, f) for f in files
+                  if is_image_file(f) and os.path.isfile(os.path.join(current, f))]
+    paths.sort()
     return paths[: int(min(max_dataset_size, len(paths)))]
+
+
+def count_by_folder(folder: str, paths: list[str]) -> str:
+    """Return one line saying how many of paths lie in folder itself and in each of its sub-folders."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        sub = os.path.dirname(os.path.relpath(path, folder)) or "."
+        counts[sub] = counts.get(sub, 0) + 1
+    line = f"{folder}: {len(paths)} image(s)"
+    if set(counts) != {"."}:
+        shown = [f"{sub} {n}" for sub, n in sorted(counts.items())]
+        more = f", ... ({len(shown) - 10} more)" if len(shown) > 10 else ""
+        line += f" in {len(counts)} folder(s): {', '.join(shown[:10])}{more}"
+    return line
 
 
 def load_rgb(path: str) -> Image.Image:

@@ -23,7 +23,7 @@ from util.errors import UserError
 
 from . import synthesis
 from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
-from .image_folder import load_rgb, make_dataset
+from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
 
 MAX_SYNTHESIS_TRIES = 20
@@ -53,6 +53,11 @@ class ResizeNatural3Dataset(BaseDataset):
         """Return the parser with the dataset's flags (epoch length, synthesis range, test sizing)."""
         parser.add_argument("--dataset_size", type=int, default=4000,
                             help="samples per training epoch; 0 = the number of trainA1 images")
+        parser.add_argument("--t_sampling", type=str, default="cyclic", choices=["cyclic", "uniform"],
+                            help="which trainA1 photo a training sample uses: cyclic = sample i uses photo i modulo "
+                                 "their number, in sorted order (released; with --dataset_size below the number of "
+                                 "photos the last ones are never used); uniform = a photo drawn uniformly from the "
+                                 "whole folder for every sample (reproducible under --seed)")
         parser.add_argument("--sigma_min", type=float, default=2.0, help="smallest reflection blur sigma")
         parser.add_argument("--sigma_max", type=float, default=5.0, help="largest reflection blur sigma")
         parser.add_argument("--natural_prob", type=float, default=0.3,
@@ -83,6 +88,7 @@ class ResizeNatural3Dataset(BaseDataset):
         paths = make_dataset(folder, self.opt.max_dataset_size)
         if not paths:
             raise UserError(f"{folder}: no images found; it must contain {what}")
+        print(count_by_folder(folder, paths))
         return paths
 
     def _init_train(self, opt: argparse.Namespace) -> None:
@@ -98,22 +104,49 @@ class ResizeNatural3Dataset(BaseDataset):
         if not self.natural_pairs:
             print(f"note: no real pairs (natural_T/natural_I) under {self.root}: training on synthetic mixtures only")
         self.length = opt.dataset_size if opt.dataset_size > 0 else len(self.t_paths)
-        self.bad_files: set[str] = set()
+        unused = len(self.t_paths) - self.length
+        if opt.t_sampling == "cyclic" and unused > 0:
+            print(f"note: --dataset_size {self.length} is below the {len(self.t_paths)} photos of trainA1: sample i "
+                  f"uses photo i in sorted order (as released), so the last {unused} are never used; "
+                  "--t_sampling uniform draws from all of them")
+        self.bad_files: set[str] = set()  # files warned about in this run (main process, see note_bad_files)
+        self._skipped_here: dict[str, str] = {}  # file -> reason, found by this process (a worker's own copy)
+        self._new_reports: list[str] = []
         self.n_files = len(self.t_paths) + len(self.r_paths) + 2 * len(self.natural_pairs)
 
     def _load_train(self, path: str) -> Image.Image | None:
-        """Return the decoded training image, or None (with one warning per file) when it cannot be decoded."""
+        """Return the decoded training image, or None (reported with the sample) when it cannot be used."""
+        if path in self._skipped_here:
+            return None
         try:
             return load_rgb(path)
         except UserError as err:
-            if path not in self.bad_files:
-                self.bad_files.add(path)
-                warnings.warn(f"skipping a training image: {err}", stacklevel=2)
-            if len(self.bad_files) > MAX_BAD_SHARE * self.n_files:
-                raise UserError(f"{len(self.bad_files)} of {self.n_files} training images cannot be decoded "
-                                f"(more than {MAX_BAD_SHARE:.0%}), e.g. {sorted(self.bad_files)[0]}; fix or remove "
-                                "them") from None
+            self._skip(path, str(err))
             return None
+
+    def _skip(self, path: str, reason: str) -> None:
+        """Remember that path cannot be used here and report it with the sample being built."""
+        self._skipped_here[path] = reason
+        self._new_reports.append(f"{path}\t{reason}")
+
+    def note_bad_files(self, reports: list[str]) -> None:
+        """Warn once per run for each newly reported bad file; a UserError once more than 10% of the files are bad.
+
+        Called in the main process with the "bad_files" of every batch. DataLoader workers are separate
+        processes, re-created each epoch, that share nothing: each keeps its own list of files to skip and
+        only reports what it found with the sample, so that the one warning per file and the 10% limit are
+        counted here, once per run, whatever --num_threads is.
+        """
+        for report in reports:
+            for line in filter(None, report.split("\n")):
+                path, reason = line.split("\t", 1)
+                if path in self.bad_files:
+                    continue
+                self.bad_files.add(path)
+                warnings.warn(f"skipping a training image: {reason}", stacklevel=2)
+        if len(self.bad_files) > MAX_BAD_SHARE * self.n_files:
+            raise UserError(f"{len(self.bad_files)} of {self.n_files} training images cannot be decoded or used "
+                            f"(more than {MAX_BAD_SHARE:.0%}), e.g. {sorted(self.bad_files)[0]}; fix or remove them")
 
     def _init_test(self, opt: argparse.Namespace) -> None:
         # Any distributed layout (data/layouts.py); test.py runs inputs without a ground truth too.
@@ -140,11 +173,14 @@ class ResizeNatural3Dataset(BaseDataset):
             return self._test_item(index)
         seed = int(torch.randint(0, 2**62, (1,)).item())
         gen = torch.Generator().manual_seed(seed)
+        self._new_reports = []
+        sample = None
         if self.natural_pairs and float(torch.rand(1, generator=gen)) < self.opt.natural_prob:
             sample = self._natural_item(gen)
-            if sample is not None:
-                return sample
-        return self._synthetic_item(index, gen)
+        if sample is None:
+            sample = self._synthetic_item(index, gen)
+        sample["bad_files"] = "\n".join(self._new_reports)
+        return sample
 
     def _natural_item(self, gen: torch.Generator) -> dict | None:
         pick = int(torch.randint(len(self.natural_pairs), (1,), generator=gen))
@@ -172,13 +208,18 @@ class ResizeNatural3Dataset(BaseDataset):
                 "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "I_path": i_path, "T_path": t_path}
 
     def _synthetic_item(self, index: int, gen: torch.Generator) -> dict:
-        for offset in range(len(self.t_paths)):  # an undecodable T is replaced by the next photo
+        if self.opt.t_sampling == "uniform":
+            index = int(torch.randint(len(self.t_paths), (1,), generator=gen))
+        for offset in range(len(self.t_paths)):  # an unusable T is replaced by the next photo
             t_path = self.t_paths[(index + offset) % len(self.t_paths)]
             t_img = self._load_train(t_path)
-            if t_img is not None:
-                break
-        if t_img is None:
-            raise UserError(f"{os.path.dirname(t_path)}: none of its images can be decoded")
+            sample = None if t_img is None else self._mixture(t_path, t_img, gen)
+            if sample is not None:
+                return sample
+        raise UserError(f"{os.path.join(self.root, 'trainA1')}: none of its images can be decoded or mixed")
+
+    def _mixture(self, t_path: str, t_img: Image.Image, gen: torch.Generator) -> dict | None:
+        """Return a synthetic sample on t_img, or None (t_path skipped and reported) if every mixture is rejected."""
         geometry = draw_geometry(gen, self.opt.no_flip)
         t_img = apply_preprocess(t_img, self.opt, geometry)
         t = to_tensor(t_img)
@@ -200,9 +241,10 @@ class ResizeNatural3Dataset(BaseDataset):
                 t2, t4 = downscales(t)
                 return {"T": t, "I": i, "R": r_out, "T2": t2, "T4": t4, "alpha": torch.tensor(params.alpha),
                         "isNatural": torch.tensor(False), "I_path": t_path, "T_path": t_path}
-        raise UserError(f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (the rejection "
-                        "test of SPEC §5 step 7 failed each time: the photo is too dark, or much brighter than the "
-                        "reflection photos); remove it from trainA1 or add brighter photos to trainA2")
+        self._skip(t_path, f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (the "
+                           "rejection test of SPEC §5 step 7 failed each time: the photo is too dark, or much brighter "
+                           "than the reflection photos); remove it from trainA1 or add brighter photos to trainA2")
+        return None
 
     def _test_item(self, index: int) -> dict:
         name, i_path, t_path = self.pairs[index].name, self.pairs[index].input, self.pairs[index].gt

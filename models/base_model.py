@@ -68,6 +68,8 @@ class BaseModel(ABC):
             self.schedulers = [networks.get_scheduler(o, opt) for o in self.optimizers]
         if not self.is_train or opt.continue_train:
             self.load_networks(self.checkpoint_prefix(opt))
+        elif getattr(opt, "pretrained_dir", ""):
+            self.load_pretrained(opt.pretrained_dir, self.checkpoint_prefix(opt))
         self.print_networks(opt.verbose)
 
     @staticmethod
@@ -128,10 +130,10 @@ class BaseModel(ABC):
             state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             atomic_torch_save(state, self.network_path(str(prefix), name))
 
-    def available_checkpoints(self) -> list[str]:
-        """Return the checkpoint prefixes (epochs, latest, final, iter_N) present in save_dir."""
+    def available_checkpoints(self, folder: str | None = None) -> list[str]:
+        """Return the checkpoint prefixes (epochs, latest, final, iter_N) present in folder (default save_dir)."""
         found = set()
-        for path in glob.glob(os.path.join(self.save_dir, "*_net_*.pth")):
+        for path in glob.glob(os.path.join(folder or self.save_dir, "*_net_*.pth")):
             match = re.match(r"(.+)_net_[^_]+(_[^_]+)?\.pth$", os.path.basename(path))
             if match:
                 found.add(match.group(1))
@@ -149,6 +151,24 @@ class BaseModel(ABC):
             print(f"loading the model from {path}")
             state = safe_torch_load(path, map_location=self.device)
             load_state_dict_checked(net, state, path)
+
+    def load_pretrained(self, folder: str, prefix: str) -> None:
+        """Start training from the generators <folder>/<prefix>_net_G*.pth; other networks and optimisers start fresh.
+
+        This is how to fine-tune from the authors' release, which has only final_net_G_T.pth and
+        final_net_G_R.pth: a missing generator is a UserError, a missing discriminator a note.
+        """
+        for name, net in self.nets().items():
+            path = os.path.join(folder, f"{prefix}_net_{name}.pth")
+            if os.path.isfile(path):
+                print(f"fine-tuning: {name} starts from {path}")
+                load_state_dict_checked(net, safe_torch_load(path, map_location=self.device), path)
+            elif name.startswith("G"):
+                listing = ", ".join(self.available_checkpoints(folder)) or "none"
+                raise UserError(f"--pretrained_dir: no {path} (--epoch {prefix}); checkpoints present in "
+                                f"{folder}: {listing}")
+            else:
+                print(f"fine-tuning: no {path}: {name} starts from a fresh initialisation")
 
     def training_state_path(self, prefix: str) -> str:
         """Return the path of the training-state file saved beside the networks."""
@@ -184,6 +204,7 @@ class BaseModel(ABC):
         torch.set_rng_state(state["rng_torch"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+        reseed_for_rank(getattr(self.opt, "rank", 0))
         return {"epoch": int(state["epoch"]), "total_iters": int(state["total_iters"])}
 
     def print_networks(self, verbose: bool) -> None:
@@ -202,6 +223,23 @@ class BaseModel(ABC):
         for net in nets if isinstance(nets, list) else [nets]:
             for param in net.parameters():
                 param.requires_grad = requires_grad
+
+
+def reseed_for_rank(rank: int) -> None:
+    """Give torchrun process `rank` > 0 its own random streams, derived from the restored state and the rank.
+
+    Only rank 0 saves a training state, so after a resume every process holds rank 0's random state and
+    would draw the same reflections, crops and dropout masks. Rank 0 keeps the restored state (a
+    single-process resume stays exact); every other rank reseeds python, numpy and torch from a number
+    drawn from that state plus its rank: reproducible, and different on each rank.
+    """
+    if rank <= 0:
+        return
+    base = int(torch.randint(0, 2**62, (1,)).item())
+    seed = base + rank
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def _as_tuple(value: Any) -> Any:

@@ -106,6 +106,16 @@ class BaseOptions:
         lines.append("----------------- End -------------------")
         return "\n".join(lines)
 
+    def check(self, opt: argparse.Namespace, save: bool) -> None:
+        """Raise a UserError for options that cannot work together, or (save) a run that must not write.
+
+        Subclasses add their rules; it runs before <phase>_opt.txt is written.
+        """
+
+    def options_dir(self, opt: argparse.Namespace) -> str:
+        """Return the folder that receives <phase>_opt.txt: checkpoints/<name>."""
+        return os.path.join(opt.checkpoints_dir, opt.name)
+
     def parse(self, args: list[str] | None = None, save: bool = True) -> argparse.Namespace:
         """Return the options of this run: parsed, checked, printed and saved to <phase>_opt.txt."""
         opt = self.gather_options(args)
@@ -113,15 +123,19 @@ class BaseOptions:
         if opt.suffix:
             opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
+        self.check(opt, save)
         text = self.format_options(opt)
         main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 prints and saves
         if main_process:
             print(text)
         if save and main_process:
-            expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
-            os.makedirs(expr_dir, exist_ok=True)
-            with open(os.path.join(expr_dir, f"{opt.phase}_opt.txt"), "w") as f:
-                f.write(text + "\n")
+            path = os.path.join(self.options_dir(opt), f"{opt.phase}_opt.txt")
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(text + "\n")
+            except OSError as err:
+                raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
         if opt.gpu_ids:
             torch.cuda.set_device(opt.gpu_ids[0])
         if opt.seed is not None:

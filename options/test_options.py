@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from data.layouts import LAYOUTS
 
@@ -18,7 +19,6 @@ class TestOptions(BaseOptions):
         """Return the parser with the shared flags and the testing flags."""
         parser = BaseOptions.initialize(self, parser)
         parser.add_argument("--results_dir", type=str, default="./results/", help="results are saved here")
-        parser.add_argument("--aspect_ratio", type=float, default=1.0, help="aspect ratio of result images")
         parser.add_argument("--phase", type=str, default="test", help="train, val, test, ...")
         parser.add_argument("--eval", action="store_true",
                             help="accepted for compatibility: networks are in eval mode at test time by default")
@@ -36,3 +36,13 @@ class TestOptions(BaseOptions):
                                  "order (the released code; the two folders must hold as many images)")
         parser.set_defaults(num_threads=0, batch_size=1, serial_batches=True, no_flip=True, preprocess="")
         return parser
+
+    def options_dir(self, opt: argparse.Namespace) -> str:
+        """Return the results folder of the run (test_opt.txt goes there: checkpoints may be read-only)."""
+        return results_folder(opt)
+
+
+def results_folder(opt: argparse.Namespace) -> str:
+    """Return the folder of a test run's results: <results_dir>/<name>/<phase>_<epoch>[_iter<n>]."""
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.epoch}")
+    return f"{web_dir}_iter{opt.load_iter}" if opt.load_iter > 0 else web_dir

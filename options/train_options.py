@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+
+from util.errors import UserError
 
 from .base_options import BaseOptions
 
@@ -17,7 +21,6 @@ class TrainOptions(BaseOptions):
         parser = BaseOptions.initialize(self, parser)
         # visdom and HTML visualisation
         parser.add_argument("--display_freq", type=int, default=400, help="show results every N samples")
-        parser.add_argument("--display_ncols", type=int, default=4, help="images per row in visdom")
         parser.add_argument("--display_id", type=int, default=1, help="visdom window id; <= 0 disables visdom")
         parser.add_argument("--display_server", type=str, default="http://localhost", help="visdom server")
         parser.add_argument("--display_env", type=str, default="main", help="visdom environment")
@@ -27,10 +30,16 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--no_html", action="store_true", help="do not write checkpoints/<name>/web/")
         # saving and loading
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="save 'latest' every N samples")
-        parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs")
+        parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs; 0 = never")
         parser.add_argument("--save_by_iter", action="store_true", help="also keep a checkpoint per save (iter_<n>)")
         parser.add_argument("--continue_train", action="store_true",
                             help="resume from --epoch (networks, optimisers, schedulers, counters, RNG states)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="start afresh in checkpoints/<name> even if it holds checkpoints (they are replaced)")
+        parser.add_argument("--pretrained_dir", type=str, default="",
+                            help="fine-tune: start the generators from <dir>/<--epoch>_net_G_T.pth and _G_R.pth (e.g. "
+                                 "the authors' release), with a fresh discriminator (unless <dir> has one) and fresh "
+                                 "optimisers, at epoch --epoch_count")
         parser.add_argument("--epoch_count", type=int, default=1,
                             help="first epoch number (taken from the training state when resuming)")
         parser.add_argument("--phase", type=str, default="train", help="train, val, test, ...")
@@ -45,3 +54,16 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--lr_decay_iters", type=int, default=50,
                             help="step policy: multiply by 0.1 every N epochs")
         return parser
+
+    def check(self, opt: argparse.Namespace, save: bool) -> None:
+        """Refuse flags that contradict each other and a new run over an existing one (before anything is written)."""
+        if opt.save_epoch_freq < 0:
+            raise UserError(f"--save_epoch_freq {opt.save_epoch_freq}: use a positive number, or 0 for never")
+        if opt.pretrained_dir and opt.continue_train:
+            raise UserError("--pretrained_dir starts a new run from given generators; --continue_train resumes "
+                            "this run: use one of them")
+        run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        existing = sorted(glob.glob(os.path.join(run_dir, "*_net_*.pth")))
+        if save and existing and not opt.continue_train and not opt.overwrite:
+            raise UserError(f"{run_dir} already holds checkpoints (e.g. {os.path.basename(existing[0])}): resume "
+                            "it with --continue_train, choose another --name, or pass --overwrite to replace them")

@@ -211,17 +211,18 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     assert after == before
 
 
-def test_undecodable_training_images_are_skipped_then_bounded(tmp_path):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_undecodable_training_images_are_skipped_then_bounded(tmp_path, workers):
+    """One warning per bad file and run (2 epochs: DataLoader workers are re-created for each), then the 10% limit."""
     root = build_tiny_dataset(tmp_path / "d", n_train=12, n_reflection=8, n_test=0)
     (root / "trainA1" / "t0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *TRAIN_FLAGS,
-                      "--dataset_size", "4", "--serial_batches")
+    flags = [*TRAIN_FLAGS, "--dataset_size", "4", "--serial_batches", "--num_threads", workers, "--overwrite"]
+    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *flags, "--niter", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("skipping a training image") == 1 and "t0.png" in proc.stderr
-    for name in ("t1.png", "t2.png", "r0.png"):
-        (root / ("trainA2" if name.startswith("r") else "trainA1") / name).write_text("not an image")
-    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *TRAIN_FLAGS,
-                      "--dataset_size", "4", "--serial_batches")
+    for name in ("t1.png", "t10.png", "t11.png"):  # sorted after t0: sample 0 meets all of them, whoever loads it
+        (root / "trainA1" / name).write_text("not an image")
+    proc = run_script("train.py", "--dataroot", root, "--checkpoints_dir", tmp_path / "c", *flags)
     assert_one_line_error(proc, "cannot be decoded", "more than 10%")
 
 

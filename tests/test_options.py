@@ -84,8 +84,10 @@ def test_options_file_marks_non_defaults(tmp_path):
     assert "[default" in lines["name"]
     assert "sigma_min" in lines and "vgg_weights" in lines  # dataset and model flags are saved too
     TestOptions().parse(["--dataroot", str(tmp_path), "--name", "exp", "--gpu_ids", "-1",
-                         "--checkpoints_dir", str(checkpoints)])
-    assert (checkpoints / "exp" / "test_opt.txt").is_file()
+                         "--checkpoints_dir", str(checkpoints), "--results_dir", str(tmp_path / "r")])
+    # test options go with the results: checkpoints may be shared and read-only
+    assert (tmp_path / "r" / "exp" / "test_latest" / "test_opt.txt").is_file()
+    assert not (checkpoints / "exp" / "test_opt.txt").exists()
     assert "[default: 80]" in (checkpoints / "exp" / "train_opt.txt").read_text()  # not overwritten by test
 
 

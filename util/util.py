@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -28,8 +29,10 @@ def tensor2im(image: Tensor | np.ndarray) -> np.ndarray:
 
 
 def save_image(image: np.ndarray, path: str) -> None:
-    """Write an (H, W, 3) uint8 array as an image file (format from the extension)."""
-    Image.fromarray(image).save(path)
+    """Write an (H, W, 3) uint8 array as an image file (format from the extension), atomically (see atomic_write)."""
+    img = Image.fromarray(image)
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    atomic_write(path, lambda f: img.save(f, format=fmt), sync=False)
 
 
 def mkdirs(*paths: str) -> None:
@@ -38,23 +41,37 @@ def mkdirs(*paths: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """Save obj with torch.save so that path holds either the old file or the complete new one, never a torso.
+def atomic_write(path: str, write: Callable[[BinaryIO], None], sync: bool = True) -> None:
+    """Call write(file) so that path holds either the old file or the complete new one, never a torso.
 
-    Writes to a temporary file in the same folder, flushes it to disk, then renames it over path.
+    Writes to a temporary file in the same folder, flushes it to disk (sync: also through the OS cache,
+    against power loss), then renames it over path. A
+    failure of the disk (full, read-only, no permission) is a one-line UserError naming path.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        # torch.save reports a short write of its zip writer as a RuntimeError from inline_container.cc.
+        if isinstance(err, OSError) or (isinstance(err, RuntimeError) and "inline_container" in str(err)):
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+            raise UserError(f"{path}: cannot be saved ({reason}); the previous file, if any, is "
+                            "unchanged") from None
         raise
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """Save obj with torch.save atomically (see atomic_write): a failed save never leaves a truncated file."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def safe_torch_load(path: str, map_location: Any = "cpu") -> Any:
