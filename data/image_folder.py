@@ -21,18 +21,21 @@ def is_image_file(filename: str) -> bool:
     return filename.lower().endswith(IMG_EXTENSIONS)
 
 
-def make_dataset(folder: str, max_dataset_size: float = float("inf")) -> list[str]:
+def make_dataset(folder: str, max_dataset_size: float = float("inf"), recursive: bool = True) -> list[str]:
     """Return the image paths under folder and its sub-folders, sorted (at most max_dataset_size of them).
 
     Sub-folders are walked recursively, as the released code did (os.walk), so PASCAL VOC-style trees and
     per-scene folders are read whole. Symbolic links to folders are followed, each real folder once (a link
-    back up the tree cannot loop). The order is the sorted path, the same on every machine.
+    back up the tree cannot loop). The order is the sorted path, the same on every machine. With
+    recursive=False only the files directly in folder are listed (a SIR² scene, a CEILNet folder).
     """
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: folder not found")
     paths = []
     visited = set()
     for current, dirs, files in os.walk(folder, followlinks=True):
+        if not recursive:
+            dirs[:] = []
         real = os.path.realpath(current)
         if real in visited:
             dirs[:] = []

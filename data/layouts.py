@@ -49,8 +49,8 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _images(folder: str) -> list[str]:
-    return make_dataset(folder) if os.path.isdir(folder) else []
+def _images(folder: str, recursive: bool = True) -> list[str]:
+    return make_dataset(folder, recursive=recursive) if os.path.isdir(folder) else []
 
 
 def _sir2_scenes(root: str) -> list[str]:
@@ -60,7 +60,7 @@ def _sir2_scenes(root: str) -> list[str]:
         if not top.is_dir():
             continue
         for folder in [top.path, *sorted(e.path for e in os.scandir(top.path) if e.is_dir())]:
-            if any(_stem(p) == "m" for p in _images(folder)):
+            if any(_stem(p) == "m" for p in _images(folder, recursive=False)):
                 scenes.append(folder)
     return scenes
 
@@ -73,7 +73,7 @@ def detect_layout(root: str) -> str:
         return "testB"
     if os.path.isdir(os.path.join(root, "blended")):
         return "blended"
-    if any(_stem(p).endswith(CEILNET_INPUT) for p in _images(root)):
+    if any(_stem(p).endswith(CEILNET_INPUT) for p in _images(root, recursive=False)):
         return "ceilnet"
     if _sir2_scenes(root):
         return "sir2"
@@ -156,7 +156,7 @@ def _few(paths: list[str]) -> str:
 
 
 def _suffix_pairs(root: str) -> list[Pair]:
-    files = _images(root)
+    files = _images(root, recursive=False)
     inputs = [p for p in files if _stem(p).endswith(CEILNET_INPUT)]
     gts = [p for p in files if _stem(p).endswith(CEILNET_GT)]
     _check_unique(root, inputs)
@@ -167,7 +167,7 @@ def _suffix_pairs(root: str) -> list[Pair]:
 
 
 def _scene_file(scene: str, stem: str) -> str | None:
-    found = [p for p in _images(scene) if _stem(p) == stem]
+    found = [p for p in _images(scene, recursive=False) if _stem(p) == stem]
     if len(found) > 1:
         raise UserError(f"{scene}: {', '.join(os.path.basename(p) for p in found)} are all named '{stem}'; keep one")
     return found[0] if found else None

@@ -299,9 +299,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: str) -> list[tuple[str, str]]:
-    """Return (T, I) path pairs with the same file name; unpaired names are a UserError listing them."""
-    t_names = {os.path.basename(p): p for p in t_paths}
-    i_names = {os.path.basename(p): p for p in i_paths}
+    """Return (T, I) path pairs with the same name; unpaired or ambiguous names are a UserError listing them.
+
+    The rule of the test pairs: the file name without extension (here with its sub-folder, since training
+    folders are read recursively), so natural_T/x.png pairs with natural_I/x.jpg.
+    """
+    t_names, i_names = _by_relative_stem(t_paths, t_folder), _by_relative_stem(i_paths, i_folder)
     only_t = sorted(set(t_names) - set(i_names))
     only_i = sorted(set(i_names) - set(t_names))
     if only_t or only_i:
@@ -310,5 +313,18 @@ def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder
             parts.append(f"only in {t_folder}: {', '.join(only_t[:20])}")
         if only_i:
             parts.append(f"only in {i_folder}: {', '.join(only_i[:20])}")
-        raise UserError("real pairs must have the same file names in natural_T and natural_I; " + "; ".join(parts))
-    return [(t_names[n], i_names[n]) for n in sorted(set(t_names) & set(i_names))]
+        raise UserError("real pairs must have the same file names (extension aside) in natural_T and natural_I; "
+                        + "; ".join(parts))
+    return [(t_names[n], i_names[n]) for n in sorted(t_names)]
+
+
+def _by_relative_stem(paths: list[str], folder: str) -> dict[str, str]:
+    """Return name -> path, the name being the path under folder without extension; a shared name is a UserError."""
+    named: dict[str, str] = {}
+    for path in paths:
+        name = os.path.splitext(os.path.relpath(path, folder))[0]
+        if name in named:
+            raise UserError(f"{folder}: {os.path.basename(named[name])} and {os.path.basename(path)} share the name "
+                            f"'{name}'; real pairs are paired by it: rename one")
+        named[name] = path
+    return named

@@ -149,8 +149,25 @@ def test_unpaired_natural_names_are_listed(tmp_path: Path) -> None:
     save(t, root / "natural_I" / "only_i.jpg")
     with pytest.raises(UserError) as info:
         ResizeNatural3Dataset(train_opt(root))
-    assert "only_t.png" in str(info.value) and "only_i.jpg" in str(info.value)
-    assert "a.png" not in str(info.value)
+    assert "only_t" in str(info.value) and "only_i" in str(info.value)
+    assert "'a'" not in str(info.value) and " a," not in str(info.value)
+
+
+def test_natural_pairs_pair_by_stem_within_their_sub_folder(tmp_path: Path) -> None:
+    """The rule of the test pairs: the name without extension (x.png with x.jpg), here with its sub-folder."""
+    t = photo("chelsea", 40, 40)
+    root = make_train_root(tmp_path, natural={"a.png": (t, t)})
+    save(t, root / "natural_T" / "scene1" / "x.png")
+    save(t, root / "natural_I" / "scene1" / "x.jpg")
+    save(t, root / "natural_T" / "scene2" / "x.png")
+    save(t, root / "natural_I" / "scene2" / "x.png")
+    pairs = ResizeNatural3Dataset(train_opt(root)).natural_pairs
+    assert [(os.path.relpath(tp, root), os.path.relpath(ip, root)) for tp, ip in pairs] == [
+        ("natural_T/a.png", "natural_I/a.png"), ("natural_T/scene1/x.png", "natural_I/scene1/x.jpg"),
+        ("natural_T/scene2/x.png", "natural_I/scene2/x.png")]
+    save(t, root / "natural_I" / "scene1" / "x.png")  # now x.jpg and x.png in one folder: ambiguous
+    with pytest.raises(UserError, match=r"x.jpg and x.png share the name 'scene1/x'"):
+        ResizeNatural3Dataset(train_opt(root))
 
 
 def test_epoch_length(tmp_path: Path) -> None:
