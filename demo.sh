@@ -8,7 +8,8 @@
 #    pairs, and 4 test pairs from photos never used for training);
 # 3. trains checkpoints/reflection_demo with a short schedule (CPU: a few minutes on 2 cores; a GPU is used
 #    when torch sees one), with the ImageNet VGG19 of the perceptual loss when it can be obtained
-#    (torch hub cache or download), otherwise with --vgg_weights random, which it says;
+#    (torch hub cache or download), otherwise with --vgg_weights random, which it says; it validates on the
+#    demo's own test pairs after every epoch (checkpoints/$NAME/val_log.csv, printed at the end);
 # 4. runs test.py: prints the PSNR/SSIM table and writes results/reflection_demo/test_final/index.html.
 # Re-running reuses the dataset and the trained model (delete datasets/reflection_demo or
 # checkpoints/reflection_demo/final_net_G_T.pth to rebuild them); testing always runs again.
@@ -84,12 +85,16 @@ EOF
     --gpu_ids "$gpu_ids" --display_id -1 --seed "$SEED" --num_threads 0 --vgg_weights "$vgg" \
     --batch_size "$BATCH_SIZE" --load_size "$LOAD_SIZE" --crop_size "$CROP_SIZE" \
     --dataset_size "$DATASET_SIZE" --niter "$NITER" --niter_decay "$NITER_DECAY" \
-    --print_freq 20 --save_epoch_freq 100
+    --print_freq 20 --save_epoch_freq 100 --val_dataroot "$DATA"
 fi
 
 echo "== 3/3 testing on $device: $DATA/testB"
 "$PYTHON" test.py --dataroot "$DATA" --name "$NAME" --model IBCLN --dataset_mode resize_natural_3 \
   --gpu_ids "$gpu_ids" --epoch final
 
+if [ -f "checkpoints/$NAME/val_log.csv" ]; then
+  echo "validation after each training epoch on $DATA/testB (checkpoints/$NAME/val_log.csv):"
+  "$PYTHON" -m util.validation "checkpoints/$NAME/val_log.csv"
+fi
 page=results/$NAME/test_final/index.html
 echo "demo done in $((SECONDS - start)) s: open $(pwd)/$page"

@@ -29,6 +29,7 @@ from options.base_options import run_cli, seed_everything
 from options.train_options import TrainOptions
 from util import distributed
 from util.errors import UserError
+from util.validation import Validator, open_validation_set
 from util.visualizer import Visualizer
 
 
@@ -108,7 +109,10 @@ def resume(model: BaseModel, opt: argparse.Namespace) -> int:
         return 0
     counters = model.load_training_state(prefix)
     opt.epoch_count = counters["epoch"] + 1
-    print(f"resuming after epoch {counters['epoch']} ({counters['total_iters']} samples seen)")
+    if distributed.is_main_process():
+        print(f"resuming after epoch {counters['epoch']} ({counters['total_iters']} samples seen)")
+        if counters["schedule_note"]:
+            print(counters["schedule_note"])
     return counters["total_iters"]
 
 
@@ -130,9 +134,13 @@ def train(opt: argparse.Namespace) -> None:
     show_bar = main_process and sys.stdout.isatty()
     loader = create_dataset(opt)
     samples_per_epoch = len(loader.sampler)  # this process's share under torchrun
+    val_set = open_validation_set(opt)
     model = create_model(opt)
     model.setup(opt)
     total_iters = resume(model, opt) if opt.continue_train else 0
+    validator = Validator(opt, val_set, model.save_dir) if val_set is not None else None
+    if validator and opt.continue_train:
+        validator.resume(model)
     visualizer = Visualizer(opt, enabled=main_process)
     last_epoch = opt.niter + opt.niter_decay
     epochs_done = opt.epoch_count - 1
@@ -182,6 +190,7 @@ def train(opt: argparse.Namespace) -> None:
                 bar.update(batch)
                 t_data_start = time.time()
             bar.close()
+            epoch_lr = model.optimizers[0].param_groups[0]["lr"]
             lr = model.update_learning_rate()
             epochs_done = epoch
             save_checkpoint(model, "latest", epoch, total_iters)
@@ -189,6 +198,10 @@ def train(opt: argparse.Namespace) -> None:
                 save_checkpoint(model, str(epoch), epoch, total_iters)
             if main_process:
                 print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
+            if validator and validator.due(epoch, last_epoch):
+                validator.run(model, epoch, total_iters, epoch_lr, visualizer)
+            if main_process:
+                visualizer.write_training_page()
     except KeyboardInterrupt as stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the save short
         cause = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"

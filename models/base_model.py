@@ -7,6 +7,7 @@ import glob
 import os
 import random
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +20,9 @@ from util.errors import UserError
 from util.util import atomic_torch_save, safe_torch_load
 
 from . import networks
+
+# The options that define the learning-rate schedule; a resumed run follows the current command line's.
+SCHEDULE_KEYS = ("niter", "niter_decay", "lr", "lr_policy")
 
 
 class BaseModel(ABC):
@@ -174,14 +178,16 @@ class BaseModel(ABC):
         """Return the path of the training-state file saved beside the networks."""
         return os.path.join(self.save_dir, f"{prefix}_train_state.pth")
 
-    def save_training_state(self, prefix: str | int, epoch: int, total_iters: int) -> None:
-        """Write optimisers, schedulers, counters and RNG states as <prefix>_train_state.pth (atomic)."""
+    def save_training_state(self, prefix: str | int, epoch: int, total_iters: int, extra: dict | None = None) -> None:
+        """Write optimisers, schedulers, schedule, counters, RNG states and `extra` as <prefix>_train_state.pth."""
         np_state = np.random.get_state()
         state = {
             "epoch": epoch,
             "total_iters": total_iters,
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
+            "schedule": {key: getattr(self.opt, key) for key in SCHEDULE_KEYS},
+            "extra": extra or {},
             "rng_python": random.getstate(),
             # numpy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
             "rng_numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
@@ -190,8 +196,13 @@ class BaseModel(ABC):
         }
         atomic_torch_save(state, self.training_state_path(str(prefix)))
 
-    def load_training_state(self, prefix: str | int) -> dict[str, int]:
-        """Restore optimisers, schedulers and RNG states from <prefix>_train_state.pth; return the counters."""
+    def load_training_state(self, prefix: str | int) -> dict[str, Any]:
+        """Restore optimisers, schedulers and RNG states from <prefix>_train_state.pth; return its counters.
+
+        The learning rate then follows the current options' schedule (see follow_current_schedule). The
+        returned dict holds epoch, total_iters, extra (what save_training_state was given) and schedule_note
+        (a line naming the schedule options that changed since the save, or None).
+        """
         path = self.training_state_path(str(prefix))
         state = safe_torch_load(path)
         for optimizer, saved in zip(self.optimizers, state["optimizers"]):
@@ -205,7 +216,43 @@ class BaseModel(ABC):
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         reseed_for_rank(getattr(self.opt, "rank", 0))
-        return {"epoch": int(state["epoch"]), "total_iters": int(state["total_iters"])}
+        epoch = int(state["epoch"])
+        self.follow_current_schedule(epoch)
+        saved_schedule = state.get("schedule", {})
+        changed = [f"{key} {saved_schedule[key]} -> {getattr(self.opt, key)}" for key in SCHEDULE_KEYS
+                   if key in saved_schedule and saved_schedule[key] != getattr(self.opt, key)]
+        note = None
+        if changed:
+            note = (f"note: the learning-rate schedule changed since {path} was saved ({', '.join(changed)}): "
+                    f"epochs {epoch + 1} on follow the new one (lr {self.optimizers[0].param_groups[0]['lr']:.7f} "
+                    f"for epoch {epoch + 1})")
+        return {"epoch": epoch, "total_iters": int(state["total_iters"]), "extra": state.get("extra", {}),
+                "schedule_note": note}
+
+    def load_extra(self, prefix: str | int) -> dict:
+        """Return what save_training_state was given as `extra` for <prefix>, restoring nothing."""
+        return safe_torch_load(self.training_state_path(str(prefix))).get("extra", {})
+
+    def follow_current_schedule(self, finished: int) -> None:
+        """Set the schedulers and learning rates to where the current options' schedule is after `finished` epochs.
+
+        Optimiser moments and step counters stay as restored; only lr, initial_lr and the schedulers are
+        rebuilt, stepping a fresh scheduler once per finished epoch exactly as an uninterrupted run does
+        (bit-identical learning rates). The plateau policy depends on the measured metric, not on the
+        epoch: its restored state is kept.
+        """
+        if self.opt.lr_policy == "plateau":
+            return
+        fresh = argparse.Namespace(**{**vars(self.opt), "epoch_count": 1})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+            for index, optimizer in enumerate(self.optimizers):
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] = self.opt.lr
+                scheduler = networks.get_scheduler(optimizer, fresh)
+                for _ in range(finished):
+                    scheduler.step()
+                self.schedulers[index] = scheduler
 
     def print_networks(self, verbose: bool) -> None:
         """Print the parameter count of each network (and the network itself when verbose)."""

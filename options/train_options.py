@@ -43,6 +43,20 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--epoch_count", type=int, default=1,
                             help="first epoch number (taken from the training state when resuming)")
         parser.add_argument("--phase", type=str, default="train", help="train, val, test, ...")
+        # validation during training (util/validation.py)
+        parser.add_argument("--val_dataroot", type=str, default="",
+                            help="validate on this folder's testB/ inputs and testA1/ ground truths (test.py's "
+                                 "layout) at epoch ends, logging checkpoints/<name>/val_log.csv; '' = no validation")
+        parser.add_argument("--val_freq", type=int, default=1, help="validate every N epochs (and after the last)")
+        parser.add_argument("--val_max", type=int, default=50, help="validate on the first N images in sorted order")
+        parser.add_argument("--val_keep_size", action="store_true",
+                            help="validate at the original size (test.py --keep_size); default: inputs resized "
+                                 "down to a multiple of 4, test.py's default")
+        parser.add_argument("--val_max_size", type=int, default=0,
+                            help="downscale validation inputs whose longer side exceeds N (test.py --max_size); "
+                                 "0 = never")
+        parser.add_argument("--save_best", action="store_true",
+                            help="keep best_net_*.pth + best_train_state.pth for the highest validation T_3 PSNR")
         # schedule and optimiser
         parser.add_argument("--niter", type=int, default=80, help="epochs at the starting learning rate")
         parser.add_argument("--niter_decay", type=int, default=0, help="epochs to decay the learning rate to zero")

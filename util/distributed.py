@@ -57,6 +57,12 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait until every process reaches this point (a no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def wrap(net: nn.Module, opt: argparse.Namespace, find_unused_parameters: bool = False) -> nn.Module:
     """Return net wrapped in DistributedDataParallel when training with torchrun, else net unchanged."""
     if not getattr(opt, "distributed", False):

@@ -56,6 +56,7 @@ class Visualizer:
         self.saved = False
         self.vis = None
         self.plot_data: dict = {"X": [], "Y": [], "legend": []}
+        self.val_data: dict = {"X": [], "Y": []}
         if self.display_id > 0:
             self.vis = connect_visdom(opt.display_server, opt.display_port, opt.display_env)
             if self.vis is None:
@@ -119,6 +120,16 @@ class Visualizer:
         self._visdom_call(self.vis.line, X=x, Y=y, win=self.display_id + 1,
                           opts={"title": f"{self.name} loss over time", "legend": legend,
                                 "xlabel": "epoch", "ylabel": "loss"})
+
+    def plot_validation(self, epoch: int, psnr_t3: float) -> None:
+        """Append the validation T_3 PSNR to its visdom line plot (the window after the loss plot)."""
+        if not self.enabled or self.display_id <= 0 or self.vis is None:
+            return
+        self.val_data["X"].append(epoch)
+        self.val_data["Y"].append(psnr_t3)
+        self._visdom_call(self.vis.line, X=np.array(self.val_data["X"]), Y=np.array(self.val_data["Y"]),
+                          win=self.display_id + 2, opts={"title": f"{self.name} validation T_3 PSNR",
+                                                         "xlabel": "epoch", "ylabel": "PSNR (dB)"})
 
     def print_current_losses(self, epoch: int, iters: int, losses: OrderedDict, t_comp: float,
                              t_data: float, samples: int | None = None) -> str:

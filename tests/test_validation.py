@@ -1,0 +1,183 @@
+"""Validation during training, the best checkpoint, and resuming with a longer schedule (issue #11)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset, run_script
+
+from util.util import atomic_torch_save
+from util.validation import VAL_COLUMNS
+
+NETS = ("G_T", "G_R", "D")
+
+
+def train_args(root: Path, ckpt: Path, name: str, *extra: str) -> list[str]:
+    """Return train.py flags for a CPU run of 2 iterations per epoch at 32x32, lr constant (niter_decay 0)."""
+    return ["--dataroot", str(root), "--name", name, "--model", "IBCLN", "--checkpoints_dir", str(ckpt),
+            "--gpu_ids", "-1", "--display_id", "-1", "--vgg_weights", "random", "--dataset_size", "4",
+            "--batch_size", "2", "--load_size", "36", "--crop_size", "32", "--num_threads", "0", "--seed", "3",
+            "--niter_decay", "0", "--print_freq", "100", *extra]
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    """Run train.py and assert that it succeeded."""
+    proc = run_script("train.py", *args, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def load(path: Path) -> dict:
+    """Return a saved state_dict or training state (safe loading)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_networks(a: Path, prefix_a: str, b: Path, prefix_b: str) -> None:
+    """Assert that two checkpoints hold bit-identical networks."""
+    for net in NETS:
+        sa, sb = load(a / f"{prefix_a}_net_{net}.pth"), load(b / f"{prefix_b}_net_{net}.pth")
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), f"{net} {key} differs"
+
+
+def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Return the header and the rows of a val_log.csv."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A 2-epoch run validating every epoch with --save_best, and the same schedule as 1 epoch + extension."""
+    base = tmp_path_factory.mktemp("val")
+    root = build_tiny_dataset(base / "data", n_test=2)
+    ckpt = base / "checkpoints"
+    full = train(*train_args(root, ckpt, "full", "--niter", "2", "--save_epoch_freq", "1", "--val_dataroot",
+                             str(root), "--save_best"))
+    train(*train_args(root, ckpt, "extended", "--niter", "1"))
+    extended = train(*train_args(root, ckpt, "extended", "--niter", "2", "--continue_train"))
+    return {"root": root, "ckpt": ckpt, "full_out": full.stdout, "extended_out": extended.stdout, "base": base}
+
+
+def test_extending_a_finished_run_equals_the_uninterrupted_longer_run(runs):
+    """--niter 1 then --niter 2 --continue_train trains epoch 2 at the new schedule's lr: bit-identical weights.
+
+    The uninterrupted run also validated every epoch, so this shows that validation leaves training unchanged.
+    """
+    out = runs["extended_out"]
+    assert "niter 1 -> 2" in out and out.count("note: the learning-rate schedule changed") == 1
+    assert_same_networks(runs["ckpt"] / "full", "final", runs["ckpt"] / "extended", "final")
+    state = load(runs["ckpt"] / "extended" / "final_train_state.pth")
+    assert state["schedule"]["niter"] == 2 and state["epoch"] == 2
+
+
+def test_unchanged_resume_from_epoch_1_equals_the_uninterrupted_run(runs, tmp_path):
+    ckpt = tmp_path / "c"
+    (ckpt / "full").mkdir(parents=True)
+    for file in (runs["ckpt"] / "full").glob("1_*.pth"):
+        shutil.copy(file, ckpt / "full" / file.name)
+    out = train(*train_args(runs["root"], ckpt, "full", "--niter", "2", "--continue_train", "--epoch", "1")).stdout
+    assert "resuming after epoch 1" in out and "schedule changed" not in out
+    assert_same_networks(runs["ckpt"] / "full", "final", ckpt / "full", "final")
+
+
+def test_val_log_has_one_row_per_epoch_and_matches_test_py_on_the_best_checkpoint(runs, tmp_path):
+    header, rows = read_log(runs["ckpt"] / "full" / "val_log.csv")
+    assert header == VAL_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["samples"]) for r in rows] == [4, 8]
+    assert all(int(r["images"]) == 2 and float(r["lr"]) == 0.0002 and float(r["seconds"]) > 0 for r in rows)
+    assert runs["full_out"].count("validation after epoch") == 2
+    psnr = [float(r["PSNR_T_3"]) for r in rows]
+    best_epoch = int(rows[psnr.index(max(psnr))]["epoch"])
+    best = runs["ckpt"] / "full"
+    assert load(best / "best_train_state.pth")["epoch"] == best_epoch
+    assert_same_networks(best, "best", best, str(best_epoch))
+    for prefix, row in (("best", rows[best_epoch - 1]), ("1", rows[0])):
+        proc = run_script("test.py", "--dataroot", runs["root"], "--name", "full", "--checkpoints_dir", runs["ckpt"],
+                          "--results_dir", tmp_path, "--gpu_ids", "-1", "--epoch", prefix)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(tmp_path / "full" / f"test_{prefix}" / "metrics.csv", newline="") as f:
+            mean = [r for r in csv.DictReader(f) if r["image"] == "mean"][0]
+        for column in VAL_COLUMNS[5:]:
+            tolerance = 0.01 if column.startswith("PSNR") else 1e-4
+            assert float(mean[column]) == pytest.approx(float(row[column]), abs=tolerance), (prefix, column)
+
+
+def test_resumed_run_keeps_a_better_best_and_appends_to_the_log(runs, tmp_path):
+    ckpt = tmp_path / "c"
+    shutil.copytree(runs["ckpt"] / "full", ckpt / "full")
+    state_path = ckpt / "full" / "best_train_state.pth"
+    state = load(state_path)
+    state["extra"]["PSNR_T_3"] = 99.0  # a best no later epoch of this tiny run can reach
+    atomic_torch_save(state, str(state_path))
+    before = {p.name: p.read_bytes() for p in (ckpt / "full").glob("best_*.pth")}
+    out = train(*train_args(runs["root"], ckpt, "full", "--niter", "3", "--continue_train", "--val_dataroot",
+                            str(runs["root"]), "--save_best")).stdout
+    assert "best so far: PSNR_T_3 99.0000" in out and "saved 'best'" not in out
+    assert before == {p.name: p.read_bytes() for p in (ckpt / "full").glob("best_*.pth")}
+    header, rows = read_log(ckpt / "full" / "val_log.csv")
+    assert header == VAL_COLUMNS and [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert (ckpt / "full" / "val_log.csv").read_text().count("epoch,samples") == 1
+
+
+def test_undecodable_validation_image_is_skipped_with_one_warning_and_counted(tmp_path):
+    root = build_tiny_dataset(tmp_path / "d", n_test=2)
+    (root / "testB" / "img9.png").write_bytes(b"not a png")
+    shutil.copy(root / "testA1" / "img0.png", root / "testA1" / "img9.png")
+    proc = train(*train_args(root, tmp_path / "c", "bad", "--niter", "1", "--val_dataroot", str(root),
+                             "--dataset_size", "2"))
+    assert proc.stderr.count("img9.png: cannot be decoded") == 1
+    assert "1 undecodable skipped" in proc.stdout
+    _, rows = read_log(tmp_path / "c" / "bad" / "val_log.csv")
+    assert [r["images"] for r in rows] == ["2"]
+
+
+@pytest.mark.parametrize("case", ["missing", "no_testB", "no_ground_truth", "best_without_val"])
+def test_bad_validation_input_is_one_line_error_before_training(tmp_path, case):
+    root = build_tiny_dataset(tmp_path / "d", n_test=2)
+    val = tmp_path / "v"
+    expected = {"missing": f"--val_dataroot {val}: folder not found", "no_testB": "no testB/ folder",
+                "no_ground_truth": f"{val / 'testB' / 'img1.png'}: validation input without a ground truth",
+                "best_without_val": "--save_best needs --val_dataroot"}[case]
+    extra = ["--val_dataroot", str(val)]
+    if case == "no_testB":
+        val.mkdir()
+    elif case == "no_ground_truth":
+        shutil.copytree(root / "testB", val / "testB")
+        shutil.copytree(root / "testA1", val / "testA1")
+        (val / "testA1" / "img1.png").unlink()
+    elif case == "best_without_val":
+        extra = ["--save_best"]
+    proc = run_script("train.py", *train_args(root, tmp_path / "c", "bad", "--niter", "1", *extra))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert "model [IBCLNModel] was created" not in proc.stdout
+    assert not list((tmp_path / "c" / "bad").glob("*.pth"))
+
+
+def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
+    root = build_tiny_dataset(tmp_path / "d", n_test=2)
+    ckpt = tmp_path / "c"
+    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO_ROOT / "train.py"),
+               *train_args(root, ckpt, "ddp", "--niter", "2", "--batch_size", "1", "--val_dataroot", str(root),
+                           "--save_best")]
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("validation after epoch") == 2
+    assert "DDP: 2 processes, largest weight difference from rank 0: 0\n" in proc.stdout
+    _, rows = read_log(ckpt / "ddp" / "val_log.csv")
+    # 4 samples per epoch over 2 processes: 'samples' counts both processes' share
+    assert [(r["epoch"], r["samples"], r["images"]) for r in rows] == [("1", "4", "2"), ("2", "8", "2")]
+    assert (ckpt / "ddp" / "best_net_G_T.pth").is_file() and (ckpt / "ddp" / "best_train_state.pth").is_file()
