@@ -80,6 +80,7 @@ def train(opt: argparse.Namespace) -> None:
             bar = tqdm(total=samples_per_epoch, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True,
                        disable=not main_process)
             epoch_iter = 0
+            shown = ""  # the losses last printed, repeated in the progress bar
             t_data_start = time.time()
             for data in loader:
                 t_data = time.time() - t_data_start
@@ -91,14 +92,17 @@ def train(opt: argparse.Namespace) -> None:
                 try:
                     model.optimize_parameters()
                 except NonFiniteLossError as err:
+                    bar.close()  # ends the progress bar's line, so that the error has a line of its own
                     raise UserError(f"{err} at epoch {epoch}, sample {total_iters}: training stopped; the last "
                                     f"saved checkpoint in {model.save_dir} is intact") from None
                 t_comp = time.time() - t_comp_start
-                losses = model.get_current_losses()
                 if crossed(total_iters, batch, opt.display_freq):
                     save_result = crossed(total_iters, batch, opt.update_html_freq)
                     visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
                 if crossed(total_iters, batch, opt.print_freq):
+                    # Loss values are read from the device only here: each read waits for the GPU.
+                    losses = model.get_current_losses()
+                    shown = " ".join(f"{k}={v:.3g}" for k, v in losses.items()) + " "
                     message = visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp / batch, t_data)
                     if main_process:
                         bar.write(message)
@@ -109,8 +113,7 @@ def train(opt: argparse.Namespace) -> None:
                     save_checkpoint(model, "latest", epochs_done, total_iters)
                     if opt.save_by_iter:
                         save_checkpoint(model, f"iter_{total_iters}", epochs_done, total_iters)
-                bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in losses.items())
-                                    + f" data={t_data:.2f}s comp={t_comp:.2f}s")
+                bar.set_postfix_str(f"{shown}data={t_data:.2f}s comp={t_comp:.2f}s")
                 bar.update(batch)
                 t_data_start = time.time()
             bar.close()

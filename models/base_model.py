@@ -112,8 +112,10 @@ class BaseModel(ABC):
         return OrderedDict((name, getattr(self, name)) for name in self.visual_names)
 
     def get_current_losses(self) -> OrderedDict:
-        """Return loss name -> float for the last training step."""
-        return OrderedDict((name, float(getattr(self, "loss_" + name).detach())) for name in self.loss_names)
+        """Return loss name -> float for the last training step (one read from the device for all of them)."""
+        values = [torch.as_tensor(getattr(self, "loss_" + name)).detach().float().reshape(()).to(self.device)
+                  for name in self.loss_names]
+        return OrderedDict(zip(self.loss_names, torch.stack(values).tolist()))
 
     # ----- checkpoints -------------------------------------------------------------------------
     def network_path(self, prefix: str, name: str) -> str:
