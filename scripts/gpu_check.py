@@ -145,14 +145,13 @@ def step_environment(c: Check) -> dict:
 
 def step_tests(c: Check) -> dict:
     if c.dry:  # the CPU side of the same checks; tests/test_cuda.py skips itself here, with its reason
-        command = [c.python, "-m", "pytest", "-q", "-rs", "tests/test_cuda.py", "tests/test_conformance.py",
-                   "-k", "cuda or golden_arrays"]
+        command = [c.python, "-m", "pytest", "-q", "-rs", "tests/test_cuda.py"]
     else:
         command = [c.python, "-m", "pytest", "-q", "-rs", "-m", "cuda", "tests/test_cuda.py"]
     status, output = c.run(command, 240, env={"IBCLN_TEST_THREADS": "1" if c.dry else "4"})
     tail = [x for x in output.splitlines() if " in " in x and ("passed" in x or "failed" in x or "error" in x)]
     details = {"ran": "tests/test_cuda.py (marker cuda)" if not c.dry else
-               "tests/test_conformance.py golden arrays on the CPU; tests/test_cuda.py skipped (no CUDA)",
+               "tests/test_cuda.py, which skips itself without CUDA (the CPU checks are the regular test suite's)",
                "pytest": tail[-1].strip("= ") if tail else output.strip().splitlines()[-1:]}
     require(status == 0, "tests failed (or pytest is missing: see the header of scripts/gpu_check.sh)", **details)
     return details
@@ -188,6 +187,7 @@ def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
         left_out["amp_fp16"] = "float16 autocast is CUDA-only (the CPU equivalent is --amp bf16)"
         left_out["compile"] = "minutes of C++ compilation on a CPU"
         left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_fast_path.py covers it)"
+        left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_fast_path.py trains it)"
     return {k: v for k, v in variants.items() if k not in left_out}, left_out
 
 
@@ -277,8 +277,8 @@ def step_benchmark(c: Check) -> dict:
     path = c.out / "benchmark.json"
     if c.dry:
         command = [c.python, "scripts/benchmark.py", "--device", "cpu", "--variants", "plain,fast_fp32", "--sizes",
-                   "tiny", "--repeats", "1", "--warmup", "1", "--threads", "1", "--data_samples", "2",
-                   "--data_workers", "0", "--json", str(path)]
+                   "32", "--train_size", "32", "--repeats", "1", "--warmup", "1", "--threads", "1", "--skip_data",
+                   "--json", str(path)]
     else:
         command = [c.python, "scripts/benchmark.py", "--device", "cuda", "--variants", "all", "--sizes", "full",
                    "--repeats", "2", "--warmup", "1", "--skip_data", "--json", str(path)]
