@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -149,10 +150,10 @@ def step_tests(c: Check) -> dict:
     else:
         command = [c.python, "-m", "pytest", "-q", "-rs", "-m", "cuda", "tests/test_cuda.py"]
     status, output = c.run(command, 240, env={"IBCLN_TEST_THREADS": "1" if c.dry else "4"})
-    tail = [x for x in output.splitlines() if " in " in x and ("passed" in x or "failed" in x or "error" in x)]
+    tail = [x for x in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|errors?)\b.* in ", x)]
     details = {"ran": "tests/test_cuda.py (marker cuda)" if not c.dry else
                "tests/test_cuda.py, which skips itself without CUDA (the CPU checks are the regular test suite's)",
-               "pytest": tail[-1].strip("= ") if tail else output.strip().splitlines()[-1:]}
+               "pytest": tail[-1].strip("= ") if tail else "no pytest summary line (see the log)"}
     require(status == 0, "tests failed (or pytest is missing: see the header of scripts/gpu_check.sh)", **details)
     return details
 
