@@ -51,38 +51,35 @@ def install_sigterm_handler() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-def mean_over_ranks(losses: OrderedDict) -> OrderedDict:
-    """Return the losses averaged over the torchrun processes (unchanged when not distributed)."""
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Return values (on the model's device) averaged over the torchrun processes (unchanged when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return losses
-    values = torch.tensor(list(losses.values()), dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        values = values.cuda()
+        return values
+    values = values.clone()
     dist.all_reduce(values)
-    return OrderedDict(zip(losses, (values / dist.get_world_size()).tolist()))
+    return values / dist.get_world_size()
 
 
 class LossMeter:
-    """Sums losses between two --print_freq lines and estimates the time the run still needs."""
+    """Sums losses between two --print_freq lines (on the device) and estimates the time the run still needs."""
 
     def __init__(self, samples_to_do: int):
         self.samples_to_do = samples_to_do
         self.samples_done = 0
         self.start = time.time()
-        self.sums: OrderedDict = OrderedDict()
+        self.total: torch.Tensor | None = None
         self.steps = 0
 
-    def add(self, losses: OrderedDict, batch: int) -> None:
-        """Count one training step of batch samples."""
-        for name, value in losses.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
+    def add(self, values: torch.Tensor, batch: int) -> None:
+        """Count one training step of batch samples with its loss values (a tensor, left where it is)."""
+        self.total = values if self.total is None else self.total + values
         self.steps += 1
         self.samples_done += batch
 
-    def pop_means(self) -> OrderedDict:
-        """Return the mean of each loss since the last call, and start a new average."""
-        means = OrderedDict((name, total / max(self.steps, 1)) for name, total in self.sums.items())
-        self.sums, self.steps = OrderedDict(), 0
+    def pop_means(self) -> torch.Tensor:
+        """Return the mean loss values since the last call (still on the device), and start a new average."""
+        means = self.total / max(self.steps, 1)
+        self.total, self.steps = None, 0
         return means
 
     def eta(self) -> str:
@@ -153,6 +150,7 @@ def train(opt: argparse.Namespace) -> None:
             bar = tqdm(total=samples_per_epoch, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True,
                        disable=not show_bar)
             epoch_iter = 0
+            shown = ""  # the losses last printed, repeated in the progress bar
             t_data_start = time.time()
             for data in loader:
                 t_data = time.time() - t_data_start
@@ -164,16 +162,18 @@ def train(opt: argparse.Namespace) -> None:
                 try:
                     model.optimize_parameters()
                 except NonFiniteLossError as err:
+                    bar.close()  # ends the progress bar's line, so that the error has a line of its own
                     raise UserError(f"{err} at epoch {epoch}, sample {total_iters}: training stopped; the last "
                                     f"saved checkpoint in {model.save_dir} is intact") from None
                 t_comp = time.time() - t_comp_start
-                losses = model.get_current_losses()
-                meter.add(losses, batch)
+                meter.add(model.current_loss_values(), batch)  # stays on the device: no wait for the GPU
                 if crossed(total_iters, batch, opt.display_freq):
                     save_result = crossed(total_iters, batch, opt.update_html_freq)
                     visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
                 if crossed(total_iters, batch, opt.print_freq):
-                    means = mean_over_ranks(meter.pop_means())
+                    # Loss values are read from the device only here: each read waits for the GPU.
+                    means = OrderedDict(zip(model.loss_names, mean_over_ranks(meter.pop_means()).tolist()))
+                    shown = " ".join(f"{k}={v:.3g}" for k, v in means.items()) + " "
                     message = visualizer.print_current_losses(epoch, epoch_iter, means, t_comp / batch, t_data,
                                                               samples=total_iters)
                     if main_process:
@@ -185,8 +185,7 @@ def train(opt: argparse.Namespace) -> None:
                     save_checkpoint(model, "latest", epochs_done, total_iters)
                     if opt.save_by_iter:
                         save_checkpoint(model, f"iter_{total_iters}", epochs_done, total_iters)
-                bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in losses.items())
-                                    + f" data={t_data:.2f}s comp={t_comp:.2f}s")
+                bar.set_postfix_str(f"{shown}data={t_data:.2f}s comp={t_comp:.2f}s")
                 bar.update(batch)
                 t_data_start = time.time()
             bar.close()

@@ -117,9 +117,14 @@ class BaseModel(ABC):
         """Return visual name -> tensor (N,C,H,W) or list of tensors (a cascade)."""
         return OrderedDict((name, getattr(self, name)) for name in self.visual_names)
 
+    def current_loss_values(self) -> torch.Tensor:
+        """Return the last training step's losses stacked in loss_names order, left on the device (no wait)."""
+        return torch.stack([torch.as_tensor(getattr(self, "loss_" + name)).detach().float().reshape(()).to(self.device)
+                            for name in self.loss_names])
+
     def get_current_losses(self) -> OrderedDict:
-        """Return loss name -> float for the last training step."""
-        return OrderedDict((name, float(getattr(self, "loss_" + name).detach())) for name in self.loss_names)
+        """Return loss name -> float for the last training step (one read from the device for all of them)."""
+        return OrderedDict(zip(self.loss_names, self.current_loss_values().tolist()))
 
     # ----- checkpoints -------------------------------------------------------------------------
     def network_path(self, prefix: str, name: str) -> str:

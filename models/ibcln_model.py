@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 
 import torch
 from torch import Tensor
@@ -202,16 +203,18 @@ class IBCLNModel(BaseModel):
             self.loss_T = self.loss_idt_T + self.loss_res + self.loss_MP + self.loss_G
             self.loss_idt_R = losses.reflection_loss(self.real_I, self.real_T, steps_R, self.alpha, self.synthetic)
             self.loss_R = self.loss_idt_R
-        self.check_finite(("idt_T", "res", "MP", "G", "idt_R"))
         self._scaled(self.loss_T + self.loss_R).backward()
 
-    def backward_D(self) -> None:
-        """Compute L_D = 0.5 * (GAN(D(T), real) + GAN(D(T_3), fake)) and its gradients."""
+    def compute_loss_D(self) -> None:
+        """Compute L_D = 0.5 * (GAN(D(T), real) + GAN(D(T_3), fake)) (D trainable, T_3 detached)."""
         with self.autocast():
             loss_real = self.criterion_gan(self.netD(self.real_T), True)
             loss_fake = self.criterion_gan(self.netD(self.fake_Ts[-1].detach()), False)
             self.loss_D = 0.5 * (loss_real + loss_fake)
-        self.check_finite(("D",))
+
+    def backward_D(self) -> None:
+        """Compute L_D and its gradients."""
+        self.compute_loss_D()
         self._scaled(self.loss_D).backward()
 
     def _scaled(self, loss: Tensor) -> Tensor:
@@ -226,22 +229,35 @@ class IBCLNModel(BaseModel):
             self.scaler.step(optimizer)
 
     def check_finite(self, names: tuple[str, ...]) -> None:
-        """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf."""
-        for name in names:
-            value = getattr(self, "loss_" + name)
-            if not bool(torch.isfinite(value)):
-                raise NonFiniteLossError(name, float(value))
+        """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf.
+
+        One read from the device when all are finite (the test runs there); the culprit is looked for only
+        after that read says something is wrong.
+        """
+        values = torch.stack([getattr(self, "loss_" + name).detach().float().reshape(()) for name in names])
+        if bool(torch.isfinite(values).all()):
+            return
+        for name, value in zip(names, values.tolist()):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(name, value)
 
     def optimize_parameters(self) -> None:
-        """One step: forward, G update with D frozen, then D update (the released order)."""
+        """One step: forward, G update with D frozen, then D update (the released order and numbers).
+
+        L_D is computed before G's update (it does not depend on it: T_3 is detached and G's step leaves D
+        alone), so that one finiteness check, one read from the device, covers every loss before any step.
+        """
         self.forward()
+        self.set_requires_grad(self.netD, True)
+        self.compute_loss_D()
         self.set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         self.backward_G()
+        self.check_finite(("idt_T", "res", "MP", "G", "idt_R", "D"))
         self._step(self.optimizer_G)
         self.set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
-        self.backward_D()
+        self._scaled(self.loss_D).backward()
         self._step(self.optimizer_D)
         if self.scaler is not None:
             self.scaler.update()

@@ -27,10 +27,13 @@ def pixel_loss(fake_Ts: Sequence[Tensor], real_T: Tensor) -> Tensor:
 
 
 def masked_mse(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-    """Return the MSE of x and y over the samples where mask (N,) is true; 0 when none is."""
-    if not bool(mask.any()):
-        return x.new_zeros(())
-    return F.mse_loss(x[mask], y[mask])
+    """Return the MSE of x and y over the samples where mask (N,) is true; 0 when none is.
+
+    Computed on the device without reading the mask back (a boolean index would wait for the GPU).
+    """
+    per_sample = (x - y).pow(2).flatten(1).mean(1)
+    weights = mask.to(per_sample.dtype)
+    return (per_sample * weights).sum() / weights.sum().clamp_min(1)
 
 
 def _per_sample(alpha: Tensor, like: Tensor) -> Tensor:

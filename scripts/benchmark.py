@@ -11,7 +11,9 @@ reports medians over --repeats runs after --warmup runs. Also reported: peak mem
 on the CPU, high-water mark reset before the run; torch.cuda.max_memory_allocated on a GPU), FLOPs per run
 (torch.utils.flop_counter; convolutions and matrix products) and the achieved FLOP/s as a share of this
 device's measured matmul throughput, the largest difference of each variant's outputs from plain's, and
-the samples/s of the training data pipeline (scripts/benchmark_data.py). Not a test.
+the samples/s of the training data pipeline (scripts/benchmark_data.py), and how often one training step
+(losses read, as when train.py prints them) reads tensor values back to the host: each such read waits for the
+GPU (with CUDA, torch's sync debug mode also counts every synchronizing call). Not a test.
 
 Variants (--variants, comma-separated, or all):
   plain          the released computation: four gate convolutions, full first step, all output heads, ReLU
@@ -212,6 +214,53 @@ def test_batch(size: int) -> dict:
     return {"I": (0.7 * t + 0.2).clamp(0, 1), "T": t, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=bool)}
 
 
+READ_METHODS = ("__bool__", "__float__", "__int__", "item", "tolist", "numpy")
+REPO = os.path.dirname(SCRIPTS) + os.sep
+
+
+def count_host_reads(fn: Callable[[], Any]) -> int:
+    """Return how many tensor values the project's own code read back to the host while fn() ran.
+
+    Counts bool()/float()/int()/.item()/.tolist()/.numpy() called from files of this repository (not torch's
+    internals); on a GPU each such read waits for every queued kernel to finish.
+    """
+    count = 0
+    originals = {name: getattr(torch.Tensor, name) for name in READ_METHODS}
+
+    def counting(original: Callable) -> Callable:
+        def read(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            nonlocal count
+            caller = sys._getframe(1).f_code.co_filename
+            own = caller.startswith(REPO) and not caller.startswith((SCRIPTS, os.path.join(REPO, ".venv")))
+            count += own and "site-packages" not in caller
+            return original(self, *args, **kwargs)
+        return read
+
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, counting(original))
+        fn()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return count
+
+
+def count_cuda_syncs(fn: Callable[[], Any]) -> int | None:
+    """Return how many synchronizing CUDA operations fn() made (torch's sync debug mode); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def count_flops(fn: Callable[[], Any]) -> float:
     """Return the FLOPs torch's flop counter sees while fn() runs (convolutions and matrix products)."""
     with FlopCounterMode(display=False) as counter:
@@ -257,6 +306,17 @@ def bench_phase(phase: str, size: int, variants: list[str], args: argparse.Names
                 step(v)()
         if phase == "train" and args.warmup:
             outputs[v] = [torch.tensor(list(built[v].get_current_losses().values()))]
+    if phase == "train":  # one step whose losses are read, as on a step where train.py prints them
+        for v in variants:
+            run, model = step(v), built[v]
+
+            def step_and_losses(run: Callable[[], None] = run, model: BaseModel = model) -> None:
+                run()
+                model.get_current_losses()
+
+            entry = results.setdefault(v, {"flags": variant_flags(v, args.device)})
+            entry["train_iter_host_reads"] = count_host_reads(step_and_losses)
+            entry["train_iter_cuda_syncs"] = count_cuda_syncs(step_and_losses) if device.type == "cuda" else None
     for _ in range(args.repeats):
         for v in variants:
             seconds, peak, delta = meter.run(step(v))
@@ -443,6 +503,12 @@ def main(argv: list[str] | None = None) -> dict:
     report["data_samples_per_s"] = report.get("data", {}).get("samples_per_s")
     print()
     print_table(report)
+    reads = {v: (e["train_iter_host_reads"], e["train_iter_cuda_syncs"]) for v, e in results.items()
+             if "train_iter_host_reads" in e}
+    if reads:
+        print("\nreads of tensor values by the project's code in one training step whose losses are read (as when "
+              "printed): " + ", ".join(f"{v} {n}" + (f" ({c} synchronizing CUDA calls)" if c is not None else "")
+                                       for v, (n, c) in reads.items()))
     if report["data_samples_per_s"] is not None:
         print(f"\ndata pipeline: {report['data_samples_per_s']:.1f} samples/s (--num_threads {args.data_workers}, "
               f"{args.train_size}² crops, synthetic mixtures)")
