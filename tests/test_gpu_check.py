@@ -46,14 +46,14 @@ def test_cpu_dry_run_passes_every_step(tmp_path):
     plain = steps[6]["details"]["variants"]["plain"]
     assert plain["host_reads_per_step"] == 2  # the finiteness check and the printed losses
     quality = steps[7]["details"]
-    assert quality["training_data"] and quality["scoring"] and quality["interfaces"].keys() == {
-        "make_synthetic_set", "validation", "evaluate"}
+    assert quality["photos"].endswith("trainA1")  # no --photos: the demo data's photos
+    assert quality["validation"] and "PSNR_T_3" in quality["validation"][-1]  # validated on the held-out split
     assert set(quality["scores"]) == {"ceilnet100", "real5"}
     for scores in quality["scores"].values():
         assert scores["images"] == 2
         assert scores["T_3_minus_I_PSNR"] == pytest.approx(scores["PSNR_T_3"] - scores["PSNR_I"], abs=1e-3)
     log = (out / "gpu_check.log").read_text()
-    assert "step 7" in log and "train.py" in log and "test.py" in log
+    assert "step 7" in log and "make_synthetic_set.py" in log and "train.py" in log and "evaluate.py" in log
 
 
 def test_a_failing_step_fails_the_run(tmp_path):

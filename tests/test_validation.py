@@ -145,7 +145,8 @@ def test_undecodable_validation_image_is_skipped_with_one_warning_and_counted(tm
 def test_bad_validation_input_is_one_line_error_before_training(tmp_path, case):
     root = build_tiny_dataset(tmp_path / "d", n_test=2)
     val = tmp_path / "v"
-    expected = {"missing": f"--val_dataroot {val}: folder not found", "no_testB": "no testB/ folder",
+    expected = {"missing": f"--val_dataroot {val}: folder not found",
+                "no_testB": f"{val}: no known test-set layout ({val / 'testB'} not found",
                 "no_ground_truth": f"{val / 'testB' / 'img1.png'}: validation input without a ground truth",
                 "best_without_val": "--save_best needs --val_dataroot"}[case]
     extra = ["--val_dataroot", str(val)]

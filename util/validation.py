@@ -59,17 +59,14 @@ def open_validation_set(opt: argparse.Namespace):
     root = opt.val_dataroot
     if not os.path.isdir(root):
         raise UserError(f"--val_dataroot {root}: folder not found")
-    if not os.path.isdir(os.path.join(root, "testB")):
-        raise UserError(f"--val_dataroot {root}: no testB/ folder (validation reads testB/ inputs and testA1/ "
-                        "ground truths with the same names, the layout of test.py)")
+    # Any test-set layout test.py reads (data/layouts.py); none found is a UserError listing them.
     dataset = find_dataset_using_name("resize_natural_3")(validation_options(opt))
     used = range(min(opt.val_max, len(dataset)))
-    missing = [dataset.i_paths[k] for k in used if dataset.t_for_i[k] is None]
+    missing = [dataset.pairs[k].input for k in used if dataset.pairs[k].gt is None]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UserError(f"{missing[0]}: validation input without a ground truth in "
-                        f"{os.path.join(root, 'testA1')} (same name, any image extension){more}; validation "
-                        "needs one for every input")
+        raise UserError(f"{missing[0]}: validation input without a ground truth (for testB/, in testA1/ with the "
+                        f"same name, any image extension){more}; validation needs one for every input")
     if distributed.is_main_process():
         print(f"validation: the first {len(used)} of {len(dataset)} images of {root}, every {opt.val_freq} "
               f"epoch(s) and after the last; {describe_size_policy(validation_options(opt))}")
