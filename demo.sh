@@ -85,7 +85,7 @@ EOF
     --gpu_ids "$gpu_ids" --display_id -1 --seed "$SEED" --num_threads 0 --vgg_weights "$vgg" \
     --batch_size "$BATCH_SIZE" --load_size "$LOAD_SIZE" --crop_size "$CROP_SIZE" \
     --dataset_size "$DATASET_SIZE" --niter "$NITER" --niter_decay "$NITER_DECAY" \
-    --print_freq 20 --save_epoch_freq 100 --val_dataroot "$DATA"
+    --print_freq 20 --save_epoch_freq 100 --val_dataroot "$DATA" --overwrite  # a run cut short starts over
 fi
 
 echo "== 3/3 testing on $device: $DATA/testB"
@@ -97,4 +97,5 @@ if [ -f "checkpoints/$NAME/val_log.csv" ]; then
   "$PYTHON" -m util.validation "checkpoints/$NAME/val_log.csv"
 fi
 page=results/$NAME/test_final/index.html
+echo "training page (loss and validation curves): $(pwd)/checkpoints/$NAME/web/index.html"
 echo "demo done in $((SECONDS - start)) s: open $(pwd)/$page"
