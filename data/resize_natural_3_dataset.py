@@ -309,10 +309,10 @@ def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder
     only_i = sorted(set(i_names) - set(t_names))
     if only_t or only_i:
         parts = []
-        if only_t:
-            parts.append(f"only in {t_folder}: {', '.join(only_t[:20])}")
-        if only_i:
-            parts.append(f"only in {i_folder}: {', '.join(only_i[:20])}")
+        for folder, names, named in ((t_folder, only_t, t_names), (i_folder, only_i, i_names)):
+            if names:
+                files = [os.path.relpath(named[n], folder) for n in names[:20]]
+                parts.append(f"only in {folder}: {', '.join(files)}")
         raise UserError("real pairs must have the same file names (extension aside) in natural_T and natural_I; "
                         + "; ".join(parts))
     return [(t_names[n], i_names[n]) for n in sorted(t_names)]
