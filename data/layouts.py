@@ -73,12 +73,14 @@ def detect_layout(root: str) -> str:
         return "testB"
     if os.path.isdir(os.path.join(root, "blended")):
         return "blended"
-    if any(_stem(p).endswith(CEILNET_INPUT) for p in _images(root, recursive=False)):
+    stems = [_stem(p) for p in _images(root, recursive=False)]
+    # Both kinds of file: a plain folder of photos, some of whose names happen to end in -input, is no CEILNet set.
+    if any(s.endswith(CEILNET_INPUT) for s in stems) and any(s.endswith(CEILNET_GT) for s in stems):
         return "ceilnet"
     if _sir2_scenes(root):
         return "sir2"
     raise UserError(f"{root}: no known test-set layout ({os.path.join(root, 'testB')} not found, nor any other); "
-                    f"it must contain one of: {LAYOUT_HELP}")
+                    f"it must contain one of: {LAYOUT_HELP}; photos without ground truth go in testB/")
 
 
 def find_pairs(root: str, layout: str = "auto", pair_by: str = "stem") -> tuple[str, list[Pair]]:

@@ -88,6 +88,14 @@ def test_the_test_dataset_reads_every_layout(tmp_path: Path, layout: str, nested
     assert dataset.only_with_ground_truth() == [last["name"]] and len(dataset) == 2
 
 
+def test_a_plain_photo_folder_is_not_taken_for_a_ceilnet_set(tmp_path: Path) -> None:
+    """shared/real_photos-like: some names end in -input, none in -label1: no layout, and the error says testB/."""
+    write_png(image(1), tmp_path / "photos" / "glass-input.png")
+    write_png(image(2), tmp_path / "photos" / "window.png")
+    with pytest.raises(UserError, match=r"no known test-set layout.*photos without ground truth go in testB/"):
+        find_pairs(str(tmp_path / "photos"))
+
+
 def test_forced_layout_and_no_layout(tmp_path: Path) -> None:
     root = make_layout(tmp_path / "set", "ceilnet")
     with pytest.raises(UserError, match="blended.*folder not found"):
