@@ -142,6 +142,7 @@ sample = create_dataset(opt).dataset[0]
 draws = torch.rand(3).tolist() + [float(sample["I"].sum())]
 mean = float(train.mean_over_ranks(torch.tensor([float(opt.rank)]))[0])
 print(f"rank {opt.rank} draws {draws} mean {mean}", flush=True)
+distributed.barrier()  # both ranks done before either tears down gloo (a rank leaving early can abort the other)
 distributed.cleanup()
 """
 
