@@ -118,6 +118,7 @@ def main(opt: argparse.Namespace) -> None:
     distributed.setup(opt)
     try:
         train(opt)
+        distributed.barrier()  # every rank done before any tears gloo/nccl down (one leaving early can abort another)
     finally:
         distributed.cleanup()
 
