@@ -28,10 +28,9 @@ from PIL import Image
 from data import create_dataset
 from data.image_folder import load_rgb, make_dataset
 from data.layouts import Pair, find_pairs
-from models import create_model
 from options.base_options import run_cli
 from options.test_options import TestOptions
-from test import protocol_line, results_dir, test_model
+from test import load_test_model, protocol_line, results_dir, test_model
 from util import html
 from util.errors import UserError
 from util.evaluation import STEP_LABELS, MetricsCSV, Scores, format_cells, mean_scores, metric_columns, weighted_mean
@@ -131,12 +130,7 @@ def evaluate_model(opt: argparse.Namespace, sets: dict[str, str], eval_dir: str)
             raise UserError(f"--sets {name}={root}: no input has a ground truth ({dataset.layout} layout): "
                             "nothing to evaluate")
         prepared[name] = (set_opt, dataset)
-    model = create_model(opt)
-    model.setup(opt)
-    if opt.dropout_at_test:
-        model.train()  # the released protocol: dropout stays active, outputs vary run to run
-    else:
-        model.eval()
+    model = load_test_model(opt)
     results = {}
     for name, (set_opt, dataset) in prepared.items():
         print(f"set {name}: {len(dataset)} image(s) from {set_opt.dataroot} ({dataset.layout} layout)")

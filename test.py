@@ -70,15 +70,21 @@ def test_model(opt: argparse.Namespace, model, dataset, web_dir: str, progress: 
     return done
 
 
-def main(opt: argparse.Namespace) -> None:
-    """Run the cascade on every test image, save the images, the metrics and the HTML page."""
-    dataset = create_dataset(opt).dataset
+def load_test_model(opt: argparse.Namespace):
+    """Return the model with its checkpoint loaded, in eval mode (train mode with --dropout_at_test)."""
     model = create_model(opt)
     model.setup(opt)
     if opt.dropout_at_test:
         model.train()  # the released protocol: dropout stays active, outputs vary run to run
     else:
         model.eval()
+    return model
+
+
+def main(opt: argparse.Namespace) -> None:
+    """Run the cascade on every test image, save the images, the metrics and the HTML page."""
+    dataset = create_dataset(opt).dataset
+    model = load_test_model(opt)
     web_dir = results_dir(opt)
     done = test_model(opt, model, dataset, web_dir)
     rows = [[html.shown(r.name), *format_cells(r.scores)] for r in done]
