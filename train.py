@@ -151,6 +151,7 @@ def train(opt: argparse.Namespace) -> None:
             bar = tqdm(total=samples_per_epoch, desc=f"epoch {epoch}/{last_epoch}", unit="img", dynamic_ncols=True,
                        disable=not show_bar)
             epoch_iter = 0
+            epoch_start = time.time()
             shown = ""  # the losses last printed, repeated in the progress bar
             t_data_start = time.time()
             for data in loader:
@@ -190,6 +191,7 @@ def train(opt: argparse.Namespace) -> None:
                 bar.update(batch)
                 t_data_start = time.time()
             bar.close()
+            epoch_seconds = time.time() - epoch_start
             epoch_lr = model.optimizers[0].param_groups[0]["lr"]
             lr = model.update_learning_rate()
             epochs_done = epoch
@@ -197,7 +199,8 @@ def train(opt: argparse.Namespace) -> None:
             if opt.save_epoch_freq > 0 and epoch % opt.save_epoch_freq == 0:
                 save_checkpoint(model, str(epoch), epoch, total_iters)
             if main_process:
-                print(f"end of epoch {epoch} / {last_epoch}; learning rate = {lr:.7f}")
+                # Training time only (the loop above), comparable with the validation line's seconds.
+                print(f"end of epoch {epoch} / {last_epoch} ({epoch_seconds:.1f} s); learning rate = {lr:.7f}")
             if validator and validator.due(epoch, last_epoch):
                 validator.run(model, epoch, total_iters, epoch_lr, visualizer)
             if main_process:

@@ -95,8 +95,11 @@ class BaseModel(ABC):
         for net in self.nets().values():
             net.train()
 
-    def test(self) -> None:
-        """Run forward without gradients (inference mode) and compute the visuals; models may override it."""
+    def test(self, scored_only: bool = False) -> None:
+        """Run forward without gradients (inference mode) and compute the visuals; models may override it.
+
+        scored_only: the caller only scores the outputs (validation), so a model may skip the others.
+        """
         with torch.inference_mode():
             self.forward()
 

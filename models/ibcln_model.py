@@ -19,12 +19,13 @@ from .base_model import BaseModel, NonFiniteLossError
 N_STEPS = 3
 
 
-def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tensor, n_steps: int = N_STEPS
-                ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
+def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tensor, n_steps: int = N_STEPS,
+                last_R: bool = True) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
     """Return ([T_0..T_n], [R_0..R_n], T_n at 1/2 scale, T_n at 1/4 scale) for input I (N,3,H,W), H, W % 4 == 0.
 
     T_0 = I and R_0 = 0.1; at step k, G_T sees (I, T_{k-1}, R_{k-1}) and G_R already sees the new T_k.
-    Outputs are not clamped here: each step takes the previous step's raw values.
+    Outputs are not clamped here: each step takes the previous step's raw values. With last_R=False the
+    last G_R pass, whose R_n no T depends on, is skipped (R list ends at R_{n-1}; the Ts are unchanged).
     """
     height, width = real_I.shape[-2:]
     if height % 4 or width % 4:
@@ -39,6 +40,8 @@ def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tens
         t, h_T, c_T, half, quarter = net_G_T(torch.cat((real_I, fake_Ts[-1], fake_Rs[-1]), 1), h_T, c_T,
                                              heads=step == n_steps - 1)
         fake_Ts.append(t)
+        if step == n_steps - 1 and not last_R:
+            break
         r, h_R, c_R, _, _ = net_G_R(torch.cat((real_I, t, fake_Rs[-1]), 1), h_R, c_R, heads=False)
         fake_Rs.append(r)
     return fake_Ts, fake_Rs, half, quarter
@@ -164,19 +167,22 @@ class IBCLNModel(BaseModel):
             self.fake_Ts, self.fake_Rs, self.fake_T_half, self.fake_T_quarter = run_cascade(
                 self.netG_T, self.netG_R, self.real_I)
 
-    def test(self) -> None:
+    def test(self, scored_only: bool = False) -> None:
         """Run the cascade for inference (tiled with --tile), clamp every output to [0,1] and crop any padding away.
 
         Works for a training model too (validation): the bare networks run, so a DDP wrapper on one rank
-        waits for nothing; eval or train mode is the caller's choice.
+        waits for nothing; eval or train mode is the caller's choice. scored_only (validation) skips the
+        last G_R pass: R_3 is not scored and no T depends on it (a sixth of the cascade's work).
         """
         net_G_T, net_G_R = networks.unwrap(self.netG_T), networks.unwrap(self.netG_R)
+        last_R = not scored_only
         with torch.inference_mode(), self.autocast():
             if self.tile and max(self.real_I.shape[-2:]) > self.tile:
-                fake_Ts, fake_Rs = tiling.tiled_cascade(lambda crop: run_cascade(net_G_T, net_G_R, crop)[:2],
-                                                        self.real_I, self.tile, self.tile_overlap)
+                fake_Ts, fake_Rs = tiling.tiled_cascade(
+                    lambda crop: run_cascade(net_G_T, net_G_R, crop, last_R=last_R)[:2],
+                    self.real_I, self.tile, self.tile_overlap)
             else:
-                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, self.real_I)
+                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, self.real_I, last_R=last_R)
         self.fake_T_half = self.fake_T_quarter = None  # they feed training losses only
         self.fake_Ts = [t.float().clamp(0, 1) for t in fake_Ts]
         self.fake_Rs = [r.float().clamp(0, 1) for r in fake_Rs]

@@ -168,6 +168,16 @@ def test_channels_last_cascade_matches_plain(states):
         assert_near(a, b)
 
 
+def test_skipping_the_last_R_pass_leaves_every_T_bit_identical(states):
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(10))
+    nets = [_gen(s, **FAST) for s in states]
+    with torch.inference_mode():
+        ref_Ts, ref_Rs, _, _ = run_cascade(*nets, image)
+        Ts, Rs, _, _ = run_cascade(*nets, image, last_R=False)
+    assert len(Ts) == len(ref_Ts) == 4 and len(Rs) == 3 and len(ref_Rs) == 4
+    assert all(torch.equal(a, b) for a, b in zip(Ts + Rs, ref_Ts + ref_Rs[:3]))
+
+
 def test_fused_gates_follow_weight_changes(states):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9))
     g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)

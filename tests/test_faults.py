@@ -250,7 +250,7 @@ def test_out_of_memory_names_the_image_and_the_option():
         def set_input(self, data):
             pass
 
-        def test(self):
+        def test(self, scored_only=False):
             raise self.error
 
     data = {"I": torch.zeros(1, 3, 2048, 1536), "I_path": ["photos/huge.jpg"]}

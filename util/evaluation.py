@@ -54,14 +54,15 @@ def flat(scores: Scores | None, labels: Sequence[str] = STEP_LABELS) -> list[flo
     return [value for label in labels for value in scores[label]]
 
 
-def infer(model, data: dict) -> OrderedDict[str, np.ndarray]:
+def infer(model, data: dict, scored_only: bool = False) -> OrderedDict[str, np.ndarray]:
     """Return visual label -> uint8 image after running model.test() on one collated test sample.
 
-    Running out of memory (GPU or CPU) becomes a UserError naming the image, its size and the ways out.
+    scored_only: the model may skip outputs that are not scored (IBCLN: R_3). Running out of memory (GPU or
+    CPU) becomes a UserError naming the image, its size and the ways out.
     """
     model.set_input(data)
     try:
-        model.test()
+        model.test(scored_only=scored_only)
     except (torch.OutOfMemoryError, RuntimeError) as err:
         if not _is_out_of_memory(err):
             raise
@@ -87,11 +88,13 @@ def score_steps(images: OrderedDict[str, np.ndarray], protocol: str = "bandwise"
 
 
 def run_test_set(model, dataset: Dataset, limit: float = math.inf, protocol: str = "bandwise",
-                 skip_bad: bool = False, skipped: list[str] | None = None) -> Iterator[ImageResult]:
+                 skip_bad: bool = False, skipped: list[str] | None = None, scored_only: bool = False
+                 ) -> Iterator[ImageResult]:
     """Yield an ImageResult for each of the first `limit` test samples, in the dataset's (sorted) order.
 
     A sample that cannot be decoded raises its UserError, or with skip_bad is skipped with one warning and
-    its message appended to `skipped`.
+    its message appended to `skipped`. scored_only (validation): outputs that are not scored may be missing
+    from the images (IBCLN's R_3); the scores are those of a full run.
     """
     for index in range(int(min(limit, len(dataset)))):
         try:
@@ -103,7 +106,7 @@ def run_test_set(model, dataset: Dataset, limit: float = math.inf, protocol: str
             if skipped is not None:
                 skipped.append(str(err))
             continue
-        images = infer(model, data)
+        images = infer(model, data, scored_only)
         path = data["I_path"][0]
         scores = score_steps(images, protocol) if bool(data["has_gt"][0]) else None
         name = data["name"][0] if "name" in data else os.path.splitext(os.path.basename(path))[0]

@@ -85,7 +85,7 @@ def validate(model, dataset, opt: argparse.Namespace) -> ValResult:
     try:
         with torch.random.fork_rng(devices=[]):
             scores = [r.scores for r in run_test_set(model, dataset, opt.val_max, opt.psnr, skip_bad=True,
-                                                     skipped=skipped)]
+                                                     skipped=skipped, scored_only=True)]
     finally:
         model.train()
     return ValResult(mean_scores(scores), len(scores), skipped, time.time() - start)
