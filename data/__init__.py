@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 from collections.abc import Iterator
 
 from torch.utils.data import DataLoader, DistributedSampler
@@ -45,7 +46,18 @@ def create_dataset(opt: argparse.Namespace) -> DataLoader:
         sampler=sampler,
         num_workers=int(opt.num_threads),
         drop_last=False,
+        worker_init_fn=ignore_sigterm,
     )
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """Make a DataLoader worker ignore SIGTERM (its worker_init_fn); return None.
+
+    SLURM and `kill -- -PGID` signal every process of the job at once. A worker killed by SIGTERM made torch
+    raise "DataLoader worker ... is killed by signal" in the main process, which then died without saving
+    'latest'; now only the main process acts on SIGTERM, and its loader shuts the workers down.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class CheckedLoader(DataLoader):

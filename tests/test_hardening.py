@@ -123,6 +123,33 @@ def test_sigterm_saves_latest_and_exits_143(tmp_path):
     assert not list(ckpt.glob(".tmp_*"))
 
 
+def test_sigterm_to_the_whole_process_group_reaches_workers_too_and_still_saves_latest(tmp_path):
+    # SLURM and `kill -- -PGID` signal the DataLoader workers at the same moment as the main process.
+    root = build_tiny_dataset(tmp_path / "d", n_test=0)
+    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), "--dataroot", str(root), "--name", "group",
+                             "--checkpoints_dir", str(tmp_path / "c"), *TRAIN_FLAGS, "--dataset_size", "400",
+                             "--num_threads", "2", "--print_freq", "2", "--save_latest_freq", "100000"],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines, workers = [], []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("(epoch: 1, iters:"):  # mid-epoch: the workers are running
+            workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True,
+                                     text=True).stdout.split()
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    output = "".join(lines) + rest
+    assert len(workers) >= 2, output[-3000:]
+    assert proc.returncode == 143, output[-3000:]
+    assert "terminated (SIGTERM): saving 'latest'" in output
+    assert "Traceback" not in output and "killed by signal" not in output
+    assert torch.load(tmp_path / "c" / "group" / "latest_train_state.pth", weights_only=True)["epoch"] == 0
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # no worker left behind
+
+
 # ----- 7. resume under torchrun ---------------------------------------------------------------------------------
 RESUME_SCRIPT = """
 import sys
