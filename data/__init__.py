@@ -7,6 +7,7 @@ To add a dataset ``foo``, create data/foo_dataset.py with a BaseDataset subclass
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -46,18 +47,24 @@ def create_dataset(opt: argparse.Namespace) -> DataLoader:
         sampler=sampler,
         num_workers=int(opt.num_threads),
         drop_last=False,
-        worker_init_fn=ignore_sigterm,
+        worker_init_fn=exit_on_sigterm,
     )
 
 
-def ignore_sigterm(worker_id: int) -> None:
-    """Make a DataLoader worker ignore SIGTERM (its worker_init_fn); return None.
+def exit_on_sigterm(worker_id: int) -> None:
+    """Make SIGTERM end a DataLoader worker with exit status 0 (its worker_init_fn); return None.
 
     SLURM and `kill -- -PGID` signal every process of the job at once. A worker killed by SIGTERM made torch
     raise "DataLoader worker ... is killed by signal" in the main process, which then died without saving
-    'latest'; now only the main process acts on SIGTERM, and its loader shuts the workers down.
+    'latest'. A worker that exits with status 0 is not an error to torch, so the main process handles its own
+    SIGTERM (saves 'latest', exits 143). Ignoring SIGTERM instead would hang the main process at exit, where
+    multiprocessing stops its workers with SIGTERM and waits for them.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_now)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(0)  # at once: no queue flushing, which could block on a parent that no longer reads
 
 
 class CheckedLoader(DataLoader):
