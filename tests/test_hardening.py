@@ -98,13 +98,19 @@ def test_error_in_a_worker_is_one_line(tmp_path):
 
 
 # ----- 6. SIGTERM -----------------------------------------------------------------------------------------------
-def test_sigterm_saves_latest_and_exits_143(tmp_path):
+def start_training(tmp_path: Path, name: str, *args: str, **popen_kwargs) -> subprocess.Popen:
+    """Return a running train.py on a tiny dataset (checkpoints in tmp_path/c), its output on proc.stdout."""
     root = build_tiny_dataset(tmp_path / "d", n_test=0)
     env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), "--dataroot", str(root), "--name", "term",
-                             "--checkpoints_dir", str(tmp_path / "c"), *TRAIN_FLAGS, "--niter", "50",
-                             "--num_threads", "2", "--save_latest_freq", "100000"],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), "--dataroot", str(root), "--name", name,
+                             "--checkpoints_dir", str(tmp_path / "c"), *TRAIN_FLAGS, "--num_threads", "2",
+                             "--save_latest_freq", "100000", *args],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen_kwargs)
+
+
+def test_sigterm_saves_latest_and_exits_143(tmp_path):
+    proc = start_training(tmp_path, "term", "--niter", "50")
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -125,13 +131,7 @@ def test_sigterm_saves_latest_and_exits_143(tmp_path):
 
 def test_sigterm_to_the_whole_process_group_reaches_workers_too_and_still_saves_latest(tmp_path):
     # SLURM and `kill -- -PGID` signal the DataLoader workers at the same moment as the main process.
-    root = build_tiny_dataset(tmp_path / "d", n_test=0)
-    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), "--dataroot", str(root), "--name", "group",
-                             "--checkpoints_dir", str(tmp_path / "c"), *TRAIN_FLAGS, "--dataset_size", "400",
-                             "--num_threads", "2", "--print_freq", "2", "--save_latest_freq", "100000"],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = start_training(tmp_path, "group", "--dataset_size", "400", "--print_freq", "2", start_new_session=True)
     lines, workers = [], []
     for line in proc.stdout:
         lines.append(line)
