@@ -33,6 +33,8 @@ BATCH_SIZE=2
 if [ -z "${PYTHON:-}" ]; then
   bash scripts/setup_env.sh
   PYTHON=.venv/bin/python
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # an interpreter without this project installed
 fi
 start=$SECONDS
 
@@ -107,7 +109,7 @@ echo "== 3/3 testing on $device: $DATA/testB"
 
 if [ -f "checkpoints/$NAME/val_log.csv" ]; then
   echo "validation after each training epoch on $DATA/testB (checkpoints/$NAME/val_log.csv):"
-  "$PYTHON" -m util.validation "checkpoints/$NAME/val_log.csv"
+  "$PYTHON" -m evaluation.validation "checkpoints/$NAME/val_log.csv"
 fi
 page=results/$NAME/test_final/index.html
 echo "training page (loss and validation curves): $(pwd)/checkpoints/$NAME/web/index.html"

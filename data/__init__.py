@@ -7,15 +7,14 @@ To add a dataset ``foo``, create data/foo_dataset.py with a BaseDataset subclass
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
 from collections.abc import Iterator
 
 from torch.utils.data import DataLoader, DistributedSampler
 
 from util.errors import UserError
 from util.registry import find_class
+from util.signals import exit_on_sigterm
 
 from .base_dataset import BaseDataset
 
@@ -28,6 +27,13 @@ def find_dataset_using_name(dataset_name: str) -> type[BaseDataset]:
 def get_option_setter(dataset_name: str):
     """Return the dataset class's ``modify_commandline_options``."""
     return find_dataset_using_name(dataset_name).modify_commandline_options
+
+
+def open_test_set(opt: argparse.Namespace) -> BaseDataset:
+    """Return the dataset named by ``opt.dataset_mode`` in test mode over ``opt.dataroot`` (no loader)."""
+    dataset = find_dataset_using_name(opt.dataset_mode)(argparse.Namespace(**{**vars(opt), "is_train": False}))
+    print(f"dataset [{type(dataset).__name__}] of size {len(dataset)} was created")
+    return dataset
 
 
 def create_dataset(opt: argparse.Namespace) -> DataLoader:
@@ -49,22 +55,6 @@ def create_dataset(opt: argparse.Namespace) -> DataLoader:
         drop_last=False,
         worker_init_fn=exit_on_sigterm,
     )
-
-
-def exit_on_sigterm(worker_id: int) -> None:
-    """Make SIGTERM end a DataLoader worker with exit status 0 (its worker_init_fn); return None.
-
-    SLURM and `kill -- -PGID` signal every process of the job at once. A worker killed by SIGTERM made torch
-    raise "DataLoader worker ... is killed by signal" in the main process, which then died without saving
-    'latest'. A worker that exits with status 0 is not an error to torch, so the main process handles its own
-    SIGTERM (saves 'latest', exits 143). Ignoring SIGTERM instead would hang the main process at exit, where
-    multiprocessing stops its workers with SIGTERM and waits for them.
-    """
-    signal.signal(signal.SIGTERM, _exit_now)
-
-
-def _exit_now(signum: int, frame: object) -> None:
-    os._exit(0)  # at once: no queue flushing, which could block on a parent that no longer reads
 
 
 class CheckedLoader(DataLoader):

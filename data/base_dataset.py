@@ -36,6 +36,10 @@ class BaseDataset(torch_data.Dataset, ABC):
     def __getitem__(self, index: int) -> dict:
         """Return one sample as a dict of tensors and metadata."""
 
+    def size_policy(self) -> str:
+        """Return one line saying at which size test images are run and scored."""
+        return "size: as the dataset gives it"
+
 
 @dataclass(frozen=True)
 class GeometryParams:

@@ -3,7 +3,7 @@
 Layouts (checked against the public loaders that read them):
 
 - ``testB``: this project's testB/ (inputs I) + optional testA1/ (ground truth T), paired by file name
-  without extension (or, with --pair_by sorted, by sorted order as the released code did, SPEC §6).
+  without extension (or, with --pair_by sorted, by sorted order as the released code did, docs/method.md §6).
 - ``blended``: blended/ (I) + transmission_layer/ (T), same file names: Zhang et al.'s real data, Real20,
   Nature and the SIR² repackagings. Checked: Vandermode/ERRNet data/reflect_dataset.py (CEILTestDataset),
   mingcv/YTMT-Strategy data/sirs_dataset.py + test_sirs.py (SIR2/{Postcard,SolidObject,WildScene}Dataset,
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from util.errors import UserError
 
 from .image_folder import make_dataset
+from .pairing import few, index_by_name, pair_by_name, stem
 
 LAYOUTS = ("testB", "blended", "sir2", "ceilnet")
 LAYOUT_HELP = ("testB/ + testA1/ (this project), blended/ + transmission_layer/ (Zhang et al., ERRNet family), "
@@ -33,7 +34,6 @@ LAYOUT_HELP = ("testB/ + testA1/ (this project), blended/ + transmission_layer/ 
 # The input and ground-truth folders of the two-folder layouts.
 FOLDERS = {"testB": ("testB", "testA1"), "blended": ("blended", "transmission_layer")}
 CEILNET_INPUT, CEILNET_GT = "-input", "-label1"
-SHOWN = 5  # names shown in a message listing unpaired files
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,6 @@ class Pair:
     name: str
     input: str
     gt: str | None
-
-
-def _stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _images(folder: str, recursive: bool = True) -> list[str]:
@@ -60,7 +56,7 @@ def _sir2_scenes(root: str) -> list[str]:
         if not top.is_dir():
             continue
         for folder in [top.path, *sorted(e.path for e in os.scandir(top.path) if e.is_dir())]:
-            if any(_stem(p) == "m" for p in _images(folder, recursive=False)):
+            if any(stem(p) == "m" for p in _images(folder, recursive=False)):
                 scenes.append(folder)
     return scenes
 
@@ -73,7 +69,7 @@ def detect_layout(root: str) -> str:
         return "testB"
     if os.path.isdir(os.path.join(root, "blended")):
         return "blended"
-    stems = [_stem(p) for p in _images(root, recursive=False)]
+    stems = [stem(p) for p in _images(root, recursive=False)]
     # Both kinds of file: a plain folder of photos, some of whose names happen to end in -input, is no CEILNet set.
     if any(s.endswith(CEILNET_INPUT) for s in stems) and any(s.endswith(CEILNET_GT) for s in stems):
         return "ceilnet"
@@ -114,16 +110,6 @@ def find_pairs(root: str, layout: str = "auto", pair_by: str = "stem") -> tuple[
     return layout, sorted(pairs, key=lambda p: p.name)
 
 
-def _check_unique(folder: str, paths: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for path in paths:
-        if _stem(path) in seen:
-            raise UserError(f"{folder}: {os.path.basename(seen[_stem(path)])} and {os.path.basename(path)} share "
-                            f"the name '{_stem(path)}'; test images are paired and their results named by it: "
-                            "rename one")
-        seen[_stem(path)] = path
-
-
 def _two_folder_pairs(root: str, input_sub: str, gt_sub: str, pair_by: str) -> list[Pair]:
     input_folder, gt_folder = os.path.join(root, input_sub), os.path.join(root, gt_sub)
     if not os.path.isdir(input_folder):
@@ -131,47 +117,40 @@ def _two_folder_pairs(root: str, input_sub: str, gt_sub: str, pair_by: str) -> l
     inputs, gts = _images(input_folder), _images(gt_folder)
     if not inputs:
         raise UserError(f"{input_folder}: no images found; it must contain the input images with reflections (I)")
-    _check_unique(input_folder, inputs)
-    _check_unique(gt_folder, gts)
+    by_name, gt_by_name = index_by_name(inputs, input_folder), index_by_name(gts, gt_folder)
     if pair_by == "sorted":
         if gts and len(gts) != len(inputs):
             raise UserError(f"--pair_by sorted: {input_folder} has {len(inputs)} images but {gt_folder} has "
                             f"{len(gts)}; pairing by sorted order needs the same number")
-        return [Pair(_stem(i), i, gts[k] if gts else None) for k, i in enumerate(inputs)]
-    by_stem = {_stem(p): p for p in gts}
-    pairs = [Pair(_stem(i), i, by_stem.get(_stem(i))) for i in inputs]
-    input_stems = {p.name for p in pairs}
-    orphans = sorted(os.path.basename(p) for p in gts if _stem(p) not in input_stems)
+        return [Pair(stem(i), i, gts[k] if gts else None) for k, i in enumerate(inputs)]
+    pairs, orphans = pair_by_name(by_name, gt_by_name)
     if gts and len(orphans) == len(gts):
         raise UserError(f"no input in {input_folder} has a ground truth of the same name (without extension) in "
-                        f"{gt_folder}: e.g. inputs {_few(inputs)}; ground truths {_few(gts)}; rename them, or pass "
-                        "--pair_by sorted to pair them by sorted order")
+                        f"{gt_folder}: e.g. inputs {_few_files(inputs)}; ground truths {_few_files(gts)}; rename them, "
+                        "or pass --pair_by sorted to pair them by sorted order")
     if orphans:
+        files = sorted(os.path.basename(gt_by_name[name]) for name in orphans)
         print(f"note: {len(orphans)} ground-truth image(s) in {gt_folder} have no input in {input_folder} and are "
-              f"ignored: {', '.join(orphans[:10])}")
-    return pairs
+              f"ignored: {', '.join(files[:10])}")
+    return [Pair(*pair) for pair in pairs]
 
 
-def _few(paths: list[str]) -> str:
-    names = [os.path.basename(p) for p in paths[:SHOWN]]
-    return ", ".join(names) + (f" (+{len(paths) - SHOWN} more)" if len(paths) > SHOWN else "")
+def _few_files(paths: list[str]) -> str:
+    return few(os.path.basename(p) for p in paths)
 
 
 def _suffix_pairs(root: str) -> list[Pair]:
     files = _images(root, recursive=False)
-    inputs = [p for p in files if _stem(p).endswith(CEILNET_INPUT)]
-    gts = [p for p in files if _stem(p).endswith(CEILNET_GT)]
-    _check_unique(root, inputs)
-    _check_unique(root, gts)
-    by_name = {_stem(p)[: -len(CEILNET_GT)]: p for p in gts}
-    names = [_stem(p)[: -len(CEILNET_INPUT)] for p in inputs]
-    return [Pair(name, path, by_name.get(name)) for name, path in zip(names, inputs)]
+    inputs = index_by_name([p for p in files if stem(p).endswith(CEILNET_INPUT)], root,
+                           lambda p: stem(p)[: -len(CEILNET_INPUT)])
+    gts = index_by_name([p for p in files if stem(p).endswith(CEILNET_GT)], root, lambda p: stem(p)[: -len(CEILNET_GT)])
+    return [Pair(*pair) for pair in pair_by_name(inputs, gts)[0]]
 
 
-def _scene_file(scene: str, stem: str) -> str | None:
-    found = [p for p in _images(scene, recursive=False) if _stem(p) == stem]
+def _scene_file(scene: str, name: str) -> str | None:
+    found = [p for p in _images(scene, recursive=False) if stem(p) == name]
     if len(found) > 1:
-        raise UserError(f"{scene}: {', '.join(os.path.basename(p) for p in found)} are all named '{stem}'; keep one")
+        raise UserError(f"{scene}: {', '.join(os.path.basename(p) for p in found)} are all named '{name}'; keep one")
     return found[0] if found else None
 
 

@@ -1,4 +1,4 @@
-"""The ``resize_natural_3`` dataset (SPEC §6): T+R mixtures synthesized per sample, real pairs, test pairs.
+"""The ``resize_natural_3`` dataset (docs/method.md §6): T+R mixtures synthesized per sample, real pairs, test pairs.
 
 Training folders under --dataroot: trainA1 (T photos), trainA2 (R photos), optionally natural_T and
 natural_I (real aligned pairs with the same file names). Test sets: testB (inputs I) and optionally
@@ -25,15 +25,12 @@ from . import synthesis
 from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
 from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
+from .pairing import index_by_name, pair_by_name
 
 MAX_SYNTHESIS_TRIES = 20
 # Training skips undecodable files with a warning, but stops once more than this share of them is bad.
 MAX_BAD_SHARE = 0.1
 NATURAL_CROP_FRACTION = 0.7
-
-
-def _stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
 
 
 def downscales(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +96,7 @@ class ResizeNatural3Dataset(BaseDataset):
         nat_t, nat_i = os.path.join(self.root, "natural_T"), os.path.join(self.root, "natural_I")
         self.natural_pairs: list[tuple[str, str]] = []
         if os.path.isdir(nat_t) and os.path.isdir(nat_i):
-            self.natural_pairs = pair_by_name(make_dataset(nat_t, opt.max_dataset_size),
+            self.natural_pairs = pair_real(make_dataset(nat_t, opt.max_dataset_size),
                                               make_dataset(nat_i, opt.max_dataset_size), nat_t, nat_i)
         if not self.natural_pairs:
             print(f"note: no real pairs (natural_T/natural_I) under {self.root}: training on synthetic mixtures only")
@@ -154,6 +151,10 @@ class ResizeNatural3Dataset(BaseDataset):
         self.layout, self.pairs = find_pairs(self.root, layout, pair_by)
         self.pairs = self.pairs[: int(min(opt.max_dataset_size, len(self.pairs)))]
         self.length = len(self.pairs)
+
+    def size_policy(self) -> str:
+        """Return one line saying at which size test images are run and scored (--keep_size, --max_size)."""
+        return describe_size_policy(self.opt)
 
     def only_with_ground_truth(self) -> list[str]:
         """Drop the test pairs that have no ground truth (for evaluation); return their names."""
@@ -241,9 +242,9 @@ class ResizeNatural3Dataset(BaseDataset):
                 t2, t4 = downscales(t)
                 return {"T": t, "I": i, "R": r_out, "T2": t2, "T4": t4, "alpha": torch.tensor(params.alpha),
                         "isNatural": torch.tensor(False), "I_path": t_path, "T_path": t_path}
-        self._skip(t_path, f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (the "
-                           "rejection test of SPEC §5 step 7 failed each time: the photo is too dark, or much brighter "
-                           "than the reflection photos); remove it from trainA1 or add brighter photos to trainA2")
+        self._skip(t_path, f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (each was "
+                           "rejected as unrealistic: the photo is too dark, or much brighter than the reflection "
+                           "photos); remove it from trainA1 or add brighter photos to trainA2")
         return None
 
     def _test_item(self, index: int) -> dict:
@@ -298,15 +299,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode="reflect")[0]
 
 
-def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: str) -> list[tuple[str, str]]:
+def pair_real(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: str) -> list[tuple[str, str]]:
     """Return (T, I) path pairs with the same name; unpaired or ambiguous names are a UserError listing them.
 
-    The rule of the test pairs: the file name without extension (here with its sub-folder, since training
-    folders are read recursively), so natural_T/x.png pairs with natural_I/x.jpg.
+    The rule of the test pairs (data/pairing.py), the name being the path under the folder without
+    extension, since training folders are read recursively: natural_T/x.png pairs with natural_I/x.jpg.
     """
-    t_names, i_names = _by_relative_stem(t_paths, t_folder), _by_relative_stem(i_paths, i_folder)
-    only_t = sorted(set(t_names) - set(i_names))
-    only_i = sorted(set(i_names) - set(t_names))
+    why = "real pairs are paired by it"
+    t_names = index_by_name(t_paths, t_folder, lambda p: os.path.splitext(os.path.relpath(p, t_folder))[0], why)
+    i_names = index_by_name(i_paths, i_folder, lambda p: os.path.splitext(os.path.relpath(p, i_folder))[0], why)
+    pairs, only_i = pair_by_name(t_names, i_names)
+    only_t = [name for name, _, i_path in pairs if i_path is None]
     if only_t or only_i:
         parts = []
         for folder, names, named in ((t_folder, only_t, t_names), (i_folder, only_i, i_names)):
@@ -315,16 +318,4 @@ def pair_by_name(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder
                 parts.append(f"only in {folder}: {', '.join(files)}")
         raise UserError("real pairs must have the same file names (extension aside) in natural_T and natural_I; "
                         + "; ".join(parts))
-    return [(t_names[n], i_names[n]) for n in sorted(t_names)]
-
-
-def _by_relative_stem(paths: list[str], folder: str) -> dict[str, str]:
-    """Return name -> path, the name being the path under folder without extension; a shared name is a UserError."""
-    named: dict[str, str] = {}
-    for path in paths:
-        name = os.path.splitext(os.path.relpath(path, folder))[0]
-        if name in named:
-            raise UserError(f"{folder}: {os.path.basename(named[name])} and {os.path.basename(path)} share the name "
-                            f"'{name}'; real pairs are paired by it: rename one")
-        named[name] = path
-    return named
+    return [(t_path, i_path) for _, t_path, i_path in pairs]

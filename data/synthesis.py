@@ -1,4 +1,4 @@
-"""On-the-fly synthesis of training mixtures (SPEC section 5).
+"""On-the-fly synthesis of training mixtures (docs/method.md §5).
 
 A transmission photo T and a reflection photo R (sRGB, float in [0, 1]) are combined into a
 mixture I = clip(((blur(R^2.2) compensated) * vignette + alpha * T^2.2)^(1/2.2), 0, 1).
@@ -220,7 +220,7 @@ def draw_params(
 
 
 def is_rejected(t: torch.Tensor, r: torch.Tensor, r_out: torch.Tensor, i: torch.Tensor) -> bool:
-    """Return True when the mixture should be redrawn (SPEC section 5 step 7; any image of a batch)."""
+    """Return True when the mixture should be redrawn (docs/method.md §5 step 7; any image of a batch)."""
 
     def per_image(x: torch.Tensor) -> torch.Tensor:
         # (3,H,W) -> (1, -1); (N,3,H,W) -> (N, -1), so each criterion is judged per image.

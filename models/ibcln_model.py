@@ -1,4 +1,4 @@
-"""IBCLN: two ConvLSTM generators refining T and R in turn for three steps (SPEC §1), trained with SPEC §4."""
+"""IBCLN: two ConvLSTM generators refining T and R in turn, three steps, and its losses (docs/method.md §1, §4)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,19 @@ from util import distributed
 from util.errors import UserError
 
 from . import losses, networks, tiling
-from .base_model import BaseModel, NonFiniteLossError
+from .base_model import BaseModel, NonFiniteLossError, VisualRoles
 
 N_STEPS = 3
+
+# I and T_1..T_3 are scored against the ground truth T; the page shows the T row over the R row (R_k under
+# T_k). T_0 (= I) and R_0 (the constant start) are not shown.
+ROLES = VisualRoles(
+    steps=(("I", "real_I_00"), ("T_1", "fake_Ts_01"), ("T_2", "fake_Ts_02"), ("T_3", "fake_Ts_03")),
+    ground_truth="real_T_00", input="I", result="T_3",
+    rows=((("real_I_00", "input I", "I"), ("fake_Ts_01", "T_1", "T_1"), ("fake_Ts_02", "T_2", "T_2"),
+           ("fake_Ts_03", "T_3", "T_3"), ("real_T_00", "ground truth T", None)),
+          (None, ("fake_Rs_01", "R_1", None), ("fake_Rs_02", "R_2", None), ("fake_Rs_03", "R_3", None))),
+    hidden=frozenset({"fake_Ts_00", "fake_Rs_00"}))
 
 
 def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tensor, n_steps: int = N_STEPS,
@@ -48,7 +58,9 @@ def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tens
 
 
 class IBCLNModel(BaseModel):
-    """The IBCLN model: G_T and G_R (one Adam), the PatchGAN D (its own Adam), and SPEC §4's losses."""
+    """The IBCLN model: G_T and G_R (one Adam), the PatchGAN D (its own Adam), and the losses of docs/method.md §4."""
+
+    roles = ROLES
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -150,10 +162,9 @@ class IBCLNModel(BaseModel):
         self.real_T2 = self._to_device(data["T2"]) if "T2" in data else None
         self.real_T4 = self._to_device(data["T4"]) if "T4" in data else None
         alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device)
-        # The released recipe rounds the transmission weight to one decimal in the losses (SPEC §4).
+        # The released recipe rounds the transmission weight to one decimal in the losses (docs/method.md §4).
         self.alpha = torch.round(alpha * 10) / 10
         self.synthetic = ~torch.as_tensor(data["isNatural"], dtype=torch.bool).reshape(-1).to(self.device)
-        self.image_paths = list(data["I_path"]) if "I_path" in data else []
         # Test samples padded to a multiple of 4 carry their original size; outputs are cropped back to it.
         if "orig_size" in data:
             h, w = data["orig_size"]

@@ -1,4 +1,4 @@
-"""IBCLN's loss terms (SPEC §4) as pure functions of tensors, so each can be checked by hand.
+"""IBCLN's loss terms (docs/method.md §4) as pure functions of tensors, so each can be checked by hand.
 
 ``synthetic`` is a boolean mask of shape (N,): the residual and R terms only hold for mixtures made
 by our synthesis (I_lin = R_lin + alpha * T_lin), so they average over the synthetic samples of the

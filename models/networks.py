@@ -1,6 +1,6 @@
 """The networks of IBCLN: the ConvLSTM generator, the PatchGAN discriminator and the VGG19 feature extractor.
 
-Module names follow the released checkpoints (SPEC §2-§3): every layer is an ``nn.Sequential`` so
+Module names follow the released checkpoints (docs/method.md §2-§3): every layer is an ``nn.Sequential`` so
 that state_dict keys read ``conv1.0.weight``, ``conv_i.0.bias``, ``model.11.weight`` ... and the
 authors' ``final_net_G_T.pth`` / ``final_net_G_R.pth`` load unchanged.
 """
@@ -204,7 +204,7 @@ class ConvLSTMGenerator(nn.Module):
 
 
 class NLayerDiscriminator(nn.Module):
-    """PatchGAN discriminator ("basic" with n_layers=3) as in SPEC §3; keys model.0, model.2, ..., model.11."""
+    """PatchGAN discriminator ("basic", n_layers=3) as in docs/method.md §3; keys model.0, model.2, ..., model.11."""
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
@@ -363,10 +363,11 @@ def get_scheduler(optimizer: torch.optim.Optimizer, opt: argparse.Namespace):
 
     The scheduler's counter is the number of finished epochs, so a resumed run that restores its
     state_dict and a fresh run started with --epoch_count agree. linear keeps the lr for niter
-    epochs, then decays it to zero over niter_decay epochs.
+    epochs, then decays it to zero over niter_decay epochs. plateau is stepped after each validation on
+    the result's PSNR: the lr is multiplied by 0.2 after 5 validations without a rise of 1% over the best.
     """
     if opt.lr_policy == "plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.2, threshold=0.01, patience=5)
     start = opt.epoch_count - 2  # -1 for a run starting at epoch 1
     if start >= 0:
         for group in optimizer.param_groups:

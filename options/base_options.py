@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
+import warnings
 
-import numpy as np
 import torch
 
 import data
 import models
+from util import distributed
 from util.errors import UserError
+from util.seeding import seed_everything
 
 
 class BaseOptions:
     """Builds, prints and saves the options of one run."""
 
     is_train = False
+    needs_dataroot = True  # evaluate.py names its folders with --sets instead
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Return the parser with the flags shared by train.py and test.py."""
         # basic parameters
-        parser.add_argument("--dataroot", required=True,
+        parser.add_argument("--dataroot", required=self.needs_dataroot, default="",
                             help="folder holding trainA1/trainA2[/natural_T/natural_I] or testB[/testA1]")
         parser.add_argument("--name", type=str, default="experiment_name",
                             help="name of the experiment: where checkpoints and results are stored")
@@ -125,7 +127,7 @@ class BaseOptions:
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
         self.check(opt, save)
         text = self.format_options(opt)
-        main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 prints and saves
+        main_process = distributed.is_main_process()  # torchrun: only rank 0 prints and saves
         if main_process:
             print(text)
         if save and main_process:
@@ -139,7 +141,7 @@ class BaseOptions:
         if opt.gpu_ids:
             torch.cuda.set_device(opt.gpu_ids[0])
         if opt.seed is not None:
-            seed_everything(opt.seed)
+            seed_everything(opt.seed, distributed.rank())  # torchrun: each rank its own stream
         self.opt = opt
         return opt
 
@@ -163,15 +165,12 @@ def parse_gpu_ids(text: str) -> list[int]:
     return ids
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (the data workers derive their seeds from torch's)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def run_cli(main, options: BaseOptions) -> None:
-    """Parse the options, then run ``main(opt)``; a UserError ends the program with a one-line message."""
+    """Parse the options, then run ``main(opt)``; a UserError ends the program with a one-line message.
+
+    Warnings are printed as ``warning: <message>``, without Python's file:line prefix and source line.
+    """
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         opt = options.parse()
         main(opt)

@@ -43,7 +43,7 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--epoch_count", type=int, default=1,
                             help="first epoch number (taken from the training state when resuming)")
         parser.add_argument("--phase", type=str, default="train", help="train, val, test, ...")
-        # validation during training (util/validation.py)
+        # validation during training (evaluation/validation.py)
         parser.add_argument("--val_dataroot", type=str, default="",
                             help="validate on this folder's testB/ inputs and testA1/ ground truths (test.py's "
                                  "layout) at epoch ends, logging checkpoints/<name>/val_log.csv; '' = no validation")
@@ -64,7 +64,8 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
         parser.add_argument("--gan_mode", type=str, default="lsgan", help="GAN objective [lsgan | vanilla]")
         parser.add_argument("--lr_policy", type=str, default="linear",
-                            help="learning rate policy [linear | step | plateau | cosine]")
+                            help="learning rate policy [linear | step | plateau | cosine]; plateau follows the "
+                                 "validation PSNR of the result (needs --val_dataroot)")
         parser.add_argument("--lr_decay_iters", type=int, default=50,
                             help="step policy: multiply by 0.1 every N epochs")
         return parser
@@ -73,6 +74,9 @@ class TrainOptions(BaseOptions):
         """Refuse flags that contradict each other and a new run over an existing one (before anything is written)."""
         if opt.save_epoch_freq < 0:
             raise UserError(f"--save_epoch_freq {opt.save_epoch_freq}: use a positive number, or 0 for never")
+        if opt.lr_policy == "plateau" and not opt.val_dataroot:
+            raise UserError("--lr_policy plateau lowers the learning rate when the validation PSNR stops rising: it "
+                            "needs --val_dataroot")
         if opt.pretrained_dir and opt.continue_train:
             raise UserError("--pretrained_dir starts a new run from given generators; --continue_train resumes "
                             "this run: use one of them")

@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import platform
-import sys
 import tempfile
 import time
 
@@ -24,15 +23,13 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from data import create_dataset  # noqa: E402
-from options.train_options import TrainOptions  # noqa: E402
+from data import create_dataset
+from options.train_options import TrainOptions
 
 # Colour photos that ship with scikit-image (no download), as (T photos, R photos).
 T_PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "rocket": skdata.rocket,
             "motorcycle": lambda: skdata.stereo_motorcycle()[0]}
-# Bright ones: a dark R (e.g. hubble_deep_field) fails the rejection test of SPEC §5 step 7 most of the time.
+# Bright ones: a dark R (e.g. hubble_deep_field) fails the rejection test of docs/method.md §5 step 7 most of the time.
 R_PHOTOS = {"chelsea": skdata.chelsea, "ihc": skdata.immunohistochemistry,
             "motorcycle_right": lambda: skdata.stereo_motorcycle()[1], "coffee": skdata.coffee}
 

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,8 +42,6 @@ from PIL import Image, ImageFilter
 
 if TYPE_CHECKING:
     import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRAIN_PHOTOS = ("rocket", "immunohistochemistry", "colorwheel", "stereo_motorcycle", "retina", "coins", "moon",
                 "grass", "gravel", "brick", "text")
@@ -154,8 +151,6 @@ def build(dest: str, seed: int, crops: int) -> dict:
     # Imported here so that reusing a build does not pay for importing torch.
     import torch
 
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     from data import synthesis
 
     rng = np.random.default_rng(seed)

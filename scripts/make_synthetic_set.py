@@ -32,13 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from data import synthesis  # noqa: E402
-from data.base_dataset import to_tensor  # noqa: E402
-from data.image_folder import is_image_file, load_rgb  # noqa: E402
-from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_by_name  # noqa: E402
-from util.errors import UserError  # noqa: E402
+from data import synthesis
+from data.base_dataset import to_tensor
+from data.image_folder import is_image_file, load_rgb
+from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_real
+from util.errors import UserError
 
 
 def list_photos(folder: str) -> list[str]:
@@ -149,7 +147,7 @@ def copy_real_pairs(folder: str, out: str, loader: Loader) -> list[list[str]]:
         if not os.path.isdir(sub):
             raise UserError(f"--real_pairs {folder}: no {os.path.basename(sub)}/ folder (expected blended/ and "
                             "transmission_layer/, the layout of the public real-pair downloads)")
-    pairs = pair_by_name(list_photos(t_dir), list_photos(i_dir), t_dir, i_dir)
+    pairs = pair_real(list_photos(t_dir), list_photos(i_dir), t_dir, i_dir)
     for sub in ("natural_I", "natural_T"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     kept = []

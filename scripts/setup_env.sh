@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create ./.venv (if missing) and install requirements.txt into it; with --dev also requirements-dev.txt.
+# Create ./.venv (if missing), install requirements.txt into it (with --dev also requirements-dev.txt), then the
+# project itself in editable mode.
 # Re-running is cheap: it reinstalls only when a requirements file is newer than the last install.
 # PYTHON_BIN picks the interpreter that creates the venv (default python3, 3.10 or newer).
 set -euo pipefail
@@ -22,3 +23,6 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
   fi
   touch "$stamp"
 fi
+# The project itself, editable (its packages import from the checkout; pyproject.toml lists them). Cheap to
+# repeat; it also records a moved checkout.
+.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .

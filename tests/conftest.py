@@ -15,11 +15,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO_ROOT / "tests" / "data"
 
-# The project's packages (data, models, options, util) are imported from the repository root, whichever way
-# pytest is started. tests/data has no __init__.py, so the regular package data/ always wins over it.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 # One intra-op thread per process by default (IBCLN_TEST_THREADS overrides): on a small machine shared with
 # other jobs, OpenMP threads that spin-wait for each other make the small convolutions of these tests 5-10x
 # slower than a single thread. Subprocesses started by run_script get the same setting.

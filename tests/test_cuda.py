@@ -20,7 +20,7 @@ from test_fast_path import BF16_LOSS_REL, BF16_TEST_MAX, BF16_TEST_MEAN, _batch
 
 from data.base_dataset import to_tensor
 from data.image_folder import load_rgb
-from models import create_model
+from models import checkpoint, create_model
 from models.ibcln_model import run_cascade
 from models.networks import ConvLSTMGenerator
 
@@ -159,7 +159,7 @@ def test_cuda_checkpoints_load_on_the_cpu(make_options, tmp_path, states, refere
     gpu = _train_model(make_options, tmp_path, "0", "--checkpoints_dir", str(tmp_path / "ck"))
     gpu.nets()["G_T"].load_state_dict(states[0])
     gpu.nets()["G_R"].load_state_dict(states[1])
-    gpu.save_networks("ck")
+    checkpoint.save_networks(gpu, "ck")
     gpu.eval()
     expected = _test_outputs(gpu, image)
     got = _test_outputs(_cpu_test_model(make_options, tmp_path / "ck", "cuda"), image)

@@ -1,4 +1,4 @@
-"""The resize_natural_3 dataset (SPEC §6, issue #3): samples, real pairs, seeding, test-time sizing, errors."""
+"""The resize_natural_3 dataset (docs/method.md §6): samples, real pairs, seeding, test-time sizing, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""evaluate.py (issue #12): the same numbers as test.py, --pred against scikit-image, one-line errors."""
+"""evaluate.py: the same numbers as test.py, --pred against scikit-image, one-line errors."""
 
 from __future__ import annotations
 
@@ -209,14 +209,15 @@ def bad_input(tmp_path: Path, case: str) -> tuple[list, tuple[str, ...]]:
                                   "size mismatch", "duplicate prediction stems", "duplicate input stems",
                                   "missing prediction", "pred entry per set"])
 def test_bad_input_is_one_line_error(tmp_path: Path, case: str) -> None:
-    import evaluate
+    from evaluation import multiset as evaluate
+    from options.evaluate_options import EvaluateOptions
     from util.errors import UserError
 
     args, needles = bad_input(tmp_path, case)
-    opt = evaluate.EvaluateOptions().parse([str(a) for a in [*args, "--results_dir", tmp_path / "res", *CPU]],
+    opt = EvaluateOptions().parse([str(a) for a in [*args, "--results_dir", tmp_path / "res", *CPU]],
                                            save=False)
     with pytest.raises(UserError) as err:
-        evaluate.main(opt)
+        evaluate.evaluate(opt)
     assert "\n" not in str(err.value)
     for needle in needles:
         assert needle in str(err.value)
@@ -242,7 +243,8 @@ def test_test_py_refuses_ground_truths_that_pair_with_nothing(tmp_path: Path) ->
 
 
 def test_a_channel_identical_to_the_ground_truth_is_noted(tmp_path: Path, capsys) -> None:
-    import evaluate
+    from evaluation import multiset as evaluate
+    from options.evaluate_options import EvaluateOptions
 
     syn = make_testb_set(tmp_path / "syn", n=2)
     for k in range(2):
@@ -250,11 +252,11 @@ def test_a_channel_identical_to_the_ground_truth_is_noted(tmp_path: Path, capsys
         if k == 1:
             pred[..., 0] //= 2  # red differs, green and blue are exact: band-wise PSNR is infinite
         write_png(pred, tmp_path / "preds" / f"s{k}.png")
-    opt = evaluate.EvaluateOptions().parse([str(a) for a in ["--sets", f"syn={syn}", "--pred", tmp_path / "preds",
+    opt = EvaluateOptions().parse([str(a) for a in ["--sets", f"syn={syn}", "--pred", tmp_path / "preds",
                                                              "--results_dir", tmp_path / "res", "--json",
                                                              tmp_path / "out.json", *CPU]], save=False)
     capsys.readouterr()
-    evaluate.main(opt)
+    evaluate.evaluate(opt)
     out = capsys.readouterr().out
     assert "note: syn: 2 image(s) have a channel identical to the ground truth" in out and "s0, s1" in out
     assert "| syn | 2 | " in out and "| inf | " in out  # the pred column's mean PSNR

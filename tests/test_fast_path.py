@@ -1,4 +1,4 @@
-"""The faster paths of issue #7 against the plain fp32 eager computation, each within a stated tolerance.
+"""The faster paths against the plain fp32 eager computation, each within a stated tolerance.
 
 Plain = the released computation: four gate convolutions, the full first step, every output head, ReLU out of
 place, NCHW. Tolerance for fused gates, zero-state skip, unused heads, in-place ReLU and channels_last:
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import create_model, ibcln_model, tiling
+from models import checkpoint, create_model, ibcln_model, tiling
 from models.ibcln_model import resolve_amp, run_cascade
 from models.networks import ConvLSTMGenerator
 from util.errors import UserError
@@ -281,7 +281,7 @@ def test_fast_options_keep_the_checkpoint_format(make_options, tmp_path, keys, s
     for name in ("G_T", "G_R"):
         assert [[k, list(v.shape)] for k, v in model.nets()[name].state_dict().items()] == keys
     model.nets()["G_T"].load_state_dict(states[0])
-    model.save_networks("fp")
+    checkpoint.save_networks(model, "fp")
     saved = torch.load(tmp_path / "checkpoints" / "fp" / "fp_net_G_T.pth", weights_only=True)
     assert [[k, list(v.shape)] for k, v in saved.items()] == keys
     assert all(v.is_contiguous() for v in saved.values())  # standard NCHW tensors, whatever the run's format

@@ -1,4 +1,4 @@
-"""Bad input, faults and untrusted files (issue #5): one-line errors, nothing lost, nothing executed."""
+"""Bad input, faults and untrusted files: one-line errors, nothing lost, nothing executed."""
 
 from __future__ import annotations
 
@@ -240,8 +240,8 @@ def test_max_size_downscales_large_test_inputs(tmp_path):
 
 
 def test_out_of_memory_names_the_image_and_the_option():
+    from evaluation.scoring import infer
     from util.errors import UserError
-    from util.evaluation import infer
 
     class Model:
         def __init__(self, error):

@@ -1,4 +1,4 @@
-"""Decoding of odd image files by data.image_folder.load_rgb (issue #3), and the errors it reports."""
+"""Decoding of odd image files by data.image_folder.load_rgb, and the errors it reports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test sets in their distributed layouts (data/layouts.py): detection, pairing, and the errors (issues #12, #14)."""
+"""Test sets in their distributed layouts (data/layouts.py): detection, pairing, and the errors."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_two_files_with_one_name_are_an_error(tmp_path: Path) -> None:
         find_pairs(str(root))
 
 
-# ----- issue #14 item 3: ground truths that pair with nothing ---------------------------------------------
+# ----- ground truths that pair with nothing ---------------------------------------------
 
 
 def renamed_set(root: Path, inputs: int = 3, gts: int = 3) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for models/losses.py: every term against a numpy computation of SPEC §4's formula on tiny tensors."""
+"""Tests for models/losses.py: every term against a numpy computation of its formula (docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""scripts/make_synthetic_set.py: synthetic test sets and training layouts from a folder of photos (issue #11)."""
+"""scripts/make_synthetic_set.py: synthetic test sets and training layouts from a folder of photos."""
 
 from __future__ import annotations
 

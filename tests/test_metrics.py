@@ -1,4 +1,4 @@
-"""The metric protocol (util/metrics.py): band-wise PSNR by hand, pooled PSNR on request, SSIM per channel."""
+"""The metric protocol (evaluation/metrics.py): band-wise PSNR by hand, pooled PSNR on request, SSIM per channel."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from util.evaluation import format_cells, mean_scores, metric_columns, weighted_mean
-from util.metrics import psnr, psnr_ssim, ssim
+from evaluation.metrics import psnr, psnr_ssim, ssim
+from evaluation.scoring import mean_scores, weighted_mean
+from util.logs import format_cells, metric_columns
 
 
 def _pair() -> tuple[np.ndarray, np.ndarray]:

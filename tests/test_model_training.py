@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from data import create_dataset
-from models import create_model, networks
+from models import checkpoint, create_model, networks
 from models.networks import ConvLSTMGenerator, NLayerDiscriminator, VGGFeatures
 from util.errors import UserError
 
@@ -168,8 +168,8 @@ def test_save_load_round_trip_all_networks(train_model_pair):
         first_weight = next(iter(source.nets()[name].state_dict()))
         assert not torch.equal(source.nets()[name].state_dict()[first_weight],
                                target.nets()[name].state_dict()[first_weight])
-    source.save_networks(7)
-    target.load_networks("7")
+    checkpoint.save_networks(source, 7)
+    checkpoint.load_networks(target, "7")
     for name in source.model_names:
         src, dst = source.nets()[name].state_dict(), target.nets()[name].state_dict()
         assert list(src) == list(dst)
@@ -179,7 +179,7 @@ def test_save_load_round_trip_all_networks(train_model_pair):
 
 def test_saved_files_are_plain_state_dicts(train_model_pair):
     source, _ = train_model_pair
-    source.save_networks("final")
+    checkpoint.save_networks(source, "final")
     gen_keys = [k for k, _ in json.loads((DATA / "generator_keys.json").read_text())]
     disc_keys = [k for k, _ in json.loads((DATA / "discriminator_keys.json").read_text())]
     for name, keys in (("G_T", gen_keys), ("G_R", gen_keys), ("D", disc_keys)):
@@ -200,8 +200,9 @@ def test_module_prefixed_state_dict_loads(test_model_factory):
     target = test_model_factory(seed=4, epoch="dp")
     Path(target.save_dir).mkdir(parents=True, exist_ok=True)
     for name, net in source.nets().items():
-        torch.save({"module." + k: v for k, v in net.state_dict().items()}, target.network_path("dp", name))
-    target.load_networks("dp")
+        torch.save({"module." + k: v for k, v in net.state_dict().items()},
+                   checkpoint.network_path(target.save_dir, "dp", name))
+    checkpoint.load_networks(target, "dp")
     for name in ("G_T", "G_R"):
         for key, value in source.nets()[name].state_dict().items():
             assert torch.equal(value, target.nets()[name].state_dict()[key])
@@ -209,10 +210,10 @@ def test_module_prefixed_state_dict_loads(test_model_factory):
 
 def test_missing_epoch_lists_present_checkpoints(test_model_factory):
     model = test_model_factory(seed=5)
-    model.save_networks(3)
-    model.save_networks("latest")
+    checkpoint.save_networks(model, 3)
+    checkpoint.save_networks(model, "latest")
     with pytest.raises(UserError) as err:
-        model.load_networks("9")
+        checkpoint.load_networks(model, "9")
     message = str(err.value)
     assert "9_net_G_T.pth" in message
     assert "3" in message.split("present")[-1] and "latest" in message.split("present")[-1]
@@ -221,7 +222,7 @@ def test_missing_epoch_lists_present_checkpoints(test_model_factory):
 def test_missing_epoch_in_empty_folder(test_model_factory):
     model = test_model_factory(seed=5)
     with pytest.raises(UserError, match="none"):
-        model.load_networks("final")
+        checkpoint.load_networks(model, "final")
 
 
 def test_wrong_architecture_names_file_and_keys(test_model_factory):
@@ -231,7 +232,7 @@ def test_wrong_architecture_names_file_and_keys(test_model_factory):
     # A generator with other widths (ngf 32) as G_T: shape mismatch.
     torch.save(ConvLSTMGenerator(ngf=32).state_dict(), folder / "narrow_net_G_T.pth")
     with pytest.raises(UserError) as err:
-        model.load_networks("narrow")
+        checkpoint.load_networks(model, "narrow")
     message = str(err.value)
     assert str(folder / "narrow_net_G_T.pth") in message
     assert "conv1.0.weight" in message and "shape mismatch" in message
@@ -239,7 +240,7 @@ def test_wrong_architecture_names_file_and_keys(test_model_factory):
     torch.save(ConvLSTMGenerator().state_dict(), folder / "disc_net_G_R.pth")
     torch.save(NLayerDiscriminator().state_dict(), folder / "disc_net_G_T.pth")
     with pytest.raises(UserError) as err:
-        model.load_networks("disc")
+        checkpoint.load_networks(model, "disc")
     message = str(err.value)
     assert "disc_net_G_T.pth" in message and "conv1.0.weight" in message and "model.0.weight" in message
 
@@ -250,4 +251,4 @@ def test_non_state_dict_checkpoint_is_user_error(test_model_factory):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "junk_net_G_T.pth").write_text("not a checkpoint")
     with pytest.raises(UserError, match="junk_net_G_T.pth"):
-        model.load_networks("junk")
+        checkpoint.load_networks(model, "junk")

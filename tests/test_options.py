@@ -1,4 +1,4 @@
-"""Tests for options/: SPEC §7's commands and defaults, the saved option file, --model lookup, GPU errors."""
+"""Tests for options/: the commands and defaults of docs/method.md §7, the option file, --model lookup, GPU errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.errors import UserError
 
-# SPEC §7, verbatim.
+# docs/method.md §7, verbatim.
 TRAIN_COMMAND = ("python train.py --dataroot datasets/reflection --name IBCLN --model IBCLN "
                  "--dataset_mode resize_natural_3 --no_flip --gpu_ids 0 --display_id -1")
 TEST_COMMAND = ("python test.py --dataroot datasets/reflection --name IBCLN --model IBCLN "

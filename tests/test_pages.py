@@ -1,4 +1,4 @@
-"""The result pages (issue #15): the test page and the training page, parsed and opened in headless Chromium."""
+"""The result pages: the test page and the training page, parsed and opened in headless Chromium."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import pytest
 import torch
 from conftest import build_tiny_dataset, run_script, skimage_photo, write_png
 
+from models.ibcln_model import ROLES
 from models.networks import ConvLSTMGenerator
-from util import svg
-from util.result_page import write_test_page
-from util.training_page import read_loss_log, read_val_log
-from util.visualizer import Visualizer
+from pages import svg
+from pages.display import Visualizer
+from pages.result_page import write_test_page
+from util.logs import read_loss_log, read_val_log
 
 VAL_HEADER = ["epoch", "samples", "lr", "seconds", "images", "PSNR_I", "SSIM_I", "PSNR_T_1", "SSIM_T_1", "PSNR_T_2",
               "SSIM_T_2", "PSNR_T_3", "SSIM_T_3"]
@@ -107,10 +108,10 @@ def training_page(tmp_path_factory) -> tuple[Path, int, int]:
     tmp = tmp_path_factory.mktemp("trainpage")
     opt = training_options(tmp)
     (tmp / "c" / "run").mkdir(parents=True)
-    first = Visualizer(opt)
+    first = Visualizer(opt, ROLES)
     for k in range(1, 4):  # an abandoned first run, in the old format (no 'samples')
         first.print_current_losses(1, 2 * k, OrderedDict((n, 1.0) for n in LOSSES), 0.1, 0.01)
-    visualizer = Visualizer(opt)  # a fresh run in the same folder: its curves replace the first run's
+    visualizer = Visualizer(opt, ROLES)  # a fresh run in the same folder: its curves replace the first run's
     rng = np.random.default_rng(0)
     points = 0
     for epoch in (1, 2):
@@ -149,7 +150,7 @@ def test_test_page_layout_links_and_table(test_page):
 
 def test_test_page_table_marks_the_best_step_and_sets_the_mean_apart(tmp_path):
     scores = {"I": (30.0, 0.9), "T_1": (31.0, 0.8), "T_2": (29.0, 0.95), "T_3": (31.0, 0.7)}
-    path = write_test_page(str(tmp_path), "t", "p", [("x", [], scores), ("y", [], None)], scores)
+    path = write_test_page(str(tmp_path), "t", "p", [("x", [], scores), ("y", [], None)], scores, ROLES)
     html_text = Path(path).read_text(encoding="utf-8")
     body = html_text[html_text.index("<tbody>"): html_text.index("</tbody>")]
     rows = body.split("<tr")[1:]
@@ -171,7 +172,7 @@ def odd_name_page(tmp_path_factory) -> tuple[Path, bytes]:
         files.append(f"{name}_{visual}.png")
         write_png(skimage_photo("astronaut", (24 + k, 32)), web / "images" / files[-1])
     scores = {label: (20.0 + k, 0.5) for k, label in enumerate(("I", "T_1", "T_2", "T_3"))}
-    return Path(write_test_page(str(web), f"title {name}", "protocol", [(name, files, scores)], scores)), raw
+    return Path(write_test_page(str(web), f"title {name}", "protocol", [(name, files, scores)], scores, ROLES)), raw
 
 
 def test_a_file_name_that_is_not_utf8_is_shown_safely_and_linked_exactly(odd_name_page):

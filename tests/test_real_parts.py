@@ -1,4 +1,4 @@
-"""The real parts, exercised for real (issue #6): a visdom server, the HTML pages in Chromium, torchrun DDP."""
+"""The real parts, exercised for real: a visdom server, the HTML pages in Chromium, torchrun DDP."""
 
 from __future__ import annotations
 

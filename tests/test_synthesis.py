@@ -1,4 +1,4 @@
-"""Tests for data/synthesis.py: conformance with the released synthesis and the SPEC section 5 contract."""
+"""Tests for data/synthesis.py: conformance with the released synthesis and the docs/method.md §5 contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End-to-end runs of train.py and test.py on tiny data (issue #4): pages, metrics, exact resume, safe saves."""
+"""End-to-end runs of train.py and test.py on tiny data: pages, metrics, exact resume, safe saves."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from util.util import atomic_torch_save
+from util.files import atomic_torch_save
 
 REPO = Path(__file__).resolve().parents[1]
 VISUALS = ["fake_Ts_00", "fake_Ts_01", "fake_Ts_02", "fake_Ts_03", "real_T_00", "real_I_00",
@@ -175,7 +175,7 @@ def test_killed_save_keeps_the_previous_checkpoint(tmp_path):
     """SIGKILL a process in the middle of writing a large checkpoint: the old file still loads."""
     path = tmp_path / "latest_net_D.pth"
     atomic_torch_save({"w": torch.ones(3)}, str(path))
-    code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); from util.util import atomic_torch_save; "
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); from util.files import atomic_torch_save; "
             "print('start', flush=True); "
             "atomic_torch_save({'w': torch.randn(64, 1024, 1024)}, sys.argv[1]); print('done', flush=True)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(REPO)], stdout=subprocess.PIPE, text=True)

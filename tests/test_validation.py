@@ -1,4 +1,4 @@
-"""Validation during training, the best checkpoint, and resuming with a longer schedule (issue #11)."""
+"""Validation during training, the best checkpoint, and resuming with a longer schedule."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import pytest
 import torch
 from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset, run_script
 
-from util.util import atomic_torch_save
-from util.validation import VAL_COLUMNS
+from models.ibcln_model import ROLES
+from util.files import atomic_torch_save
+from util.logs import val_columns
 
 NETS = ("G_T", "G_R", "D")
+VAL_COLUMNS = val_columns(ROLES.labels)
 
 
 def train_args(root: Path, ckpt: Path, name: str, *extra: str) -> list[str]:

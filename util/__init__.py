@@ -1,1 +1,2 @@
-"""I/O helpers: image conversion, HTML pages, visdom display, metrics, atomic saves."""
+"""Small shared helpers at the bottom of the import order: errors, images and files, registry, distributed,
+seeding, signals, and the log formats."""

@@ -23,9 +23,25 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def rank() -> int:
+    """Return this process's rank: the process group's, before it exists torchrun's RANK, else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main_process() -> bool:
     """Return True on rank 0, and in a run that is not distributed."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank() == 0
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Return values averaged over the torchrun processes (unchanged when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / dist.get_world_size()
 
 
 def setup(opt: argparse.Namespace) -> None:
@@ -61,6 +77,15 @@ def barrier() -> None:
     """Wait until every process reaches this point (a no-op when not distributed)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_value(value: float, device: torch.device) -> float:
+    """Return rank 0's value on every rank (value itself when not distributed); every rank waits for rank 0."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def wrap(net: nn.Module, opt: argparse.Namespace, find_unused_parameters: bool = False) -> nn.Module:

@@ -1,27 +1,19 @@
-"""Training display: visdom (image grid of the cascade and loss curves), the training page, loss_log.txt."""
+"""What training shows: visdom (image grid of the cascade, loss and validation curves), snapshots and the
+training page, and the loss lines of loss_log.txt (util/logs.py owns that format)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 from collections import OrderedDict
 
 import numpy as np
-from torch import Tensor
 
-from .util import save_image, tensor2im
-
-
-def flatten_visuals(visuals: OrderedDict) -> OrderedDict:
-    """Return label -> first image of the batch, labels '<visual>_<kk>' (a cascade list gives 00, 01, ...)."""
-    flat: OrderedDict = OrderedDict()
-    for name, value in visuals.items():
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for k, item in enumerate(items):
-            flat[f"{name}_{k:02d}"] = item
-    return flat
+from models.base_model import VisualRoles
+from pages.training_page import write_training_page
+from util.images import flatten_visuals, save_image, tensor2im
+from util.logs import LossLog
 
 
 def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
@@ -46,8 +38,9 @@ def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
 class Visualizer:
     """Shows and saves what training produces; visdom only when --display_id > 0 and a server answers."""
 
-    def __init__(self, opt: argparse.Namespace, enabled: bool = True):
+    def __init__(self, opt: argparse.Namespace, roles: VisualRoles, enabled: bool = True):
         self.opt = opt
+        self.roles = roles
         self.enabled = enabled  # False on DDP ranks other than 0
         self.display_id = opt.display_id if enabled else 0
         self.use_html = enabled and opt.is_train and not opt.no_html
@@ -65,10 +58,10 @@ class Visualizer:
             self.web_dir = os.path.join(opt.checkpoints_dir, opt.name, "web")
             self.img_dir = os.path.join(self.web_dir, "images")
             os.makedirs(self.img_dir, exist_ok=True)
-        self.log_name = os.path.join(opt.checkpoints_dir, opt.name, "loss_log.txt")
+        self.log_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        self.loss_log = LossLog(os.path.join(self.log_dir, "loss_log.txt"))
         if enabled:
-            with open(self.log_name, "a") as log_file:
-                log_file.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+            self.loss_log.start()
 
     def reset(self) -> None:
         """Allow the next display_current_results to write an HTML snapshot."""
@@ -102,9 +95,7 @@ class Visualizer:
         """Rewrite web/index.html (validation, loss curves, snapshots) and return its path; None without HTML."""
         if not self.use_html:
             return None
-        from util.training_page import write_training_page  # imported here: util.evaluation imports this module
-
-        return write_training_page(self.web_dir, self.name, os.path.dirname(self.log_name), self.win_size)
+        return write_training_page(self.web_dir, self.name, self.log_dir, self.roles, self.win_size)
 
     def plot_current_losses(self, epoch: int, counter_ratio: float, losses: OrderedDict) -> None:
         """Append the losses to the visdom line plot (x = epoch + fraction of the epoch done)."""
@@ -121,14 +112,14 @@ class Visualizer:
                           opts={"title": f"{self.name} loss over time", "legend": legend,
                                 "xlabel": "epoch", "ylabel": "loss"})
 
-    def plot_validation(self, epoch: int, psnr_t3: float) -> None:
-        """Append the validation T_3 PSNR to its visdom line plot (the window after the loss plot)."""
+    def plot_validation(self, epoch: int, psnr: float) -> None:
+        """Append the validation PSNR of the result to its visdom line plot (the window after the loss plot)."""
         if not self.enabled or self.display_id <= 0 or self.vis is None:
             return
         self.val_data["X"].append(epoch)
-        self.val_data["Y"].append(psnr_t3)
+        self.val_data["Y"].append(psnr)
         self._visdom_call(self.vis.line, X=np.array(self.val_data["X"]), Y=np.array(self.val_data["Y"]),
-                          win=self.display_id + 2, opts={"title": f"{self.name} validation T_3 PSNR",
+                          win=self.display_id + 2, opts={"title": f"{self.name} validation {self.roles.result} PSNR",
                                                          "xlabel": "epoch", "ylabel": "PSNR (dB)"})
 
     def print_current_losses(self, epoch: int, iters: int, losses: OrderedDict, t_comp: float,
@@ -137,12 +128,9 @@ class Visualizer:
 
         iters counts samples in this epoch, samples (when given) all samples seen so far: the training page's x.
         """
-        seen = "" if samples is None else f", samples: {samples}"
-        message = f"(epoch: {epoch}, iters: {iters}{seen}, time: {t_comp:.3f}, data: {t_data:.3f}) "
-        message += " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
+        message = LossLog.line(epoch, iters, losses, t_comp, t_data, samples)
         if self.enabled:
-            with open(self.log_name, "a") as log_file:
-                log_file.write(message + "\n")
+            self.loss_log.append(message)
         return message
 
 
@@ -166,7 +154,3 @@ def connect_visdom(server: str, port: int, env: str):
         return None
     return vis
 
-
-def as_images(visuals: OrderedDict) -> OrderedDict[str, np.ndarray]:
-    """Return label -> uint8 image for every flattened visual."""
-    return OrderedDict((label, tensor2im(v)) for label, v in flatten_visuals(visuals).items() if isinstance(v, Tensor))

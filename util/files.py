@@ -1,4 +1,4 @@
-"""Small I/O helpers: tensors to uint8 images, PNG writing, atomic saves, safe checkpoint loading."""
+"""Files that are never left half-written, and checkpoints loaded without running code."""
 
 from __future__ import annotations
 
@@ -7,38 +7,9 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-import numpy as np
 import torch
-from PIL import Image
-from torch import Tensor
 
 from util.errors import UserError
-
-
-def tensor2im(image: Tensor | np.ndarray) -> np.ndarray:
-    """Return an (H, W, 3) uint8 array from a [0,1] tensor (C,H,W) or (1,C,H,W), rounded to nearest."""
-    if isinstance(image, np.ndarray):
-        return image
-    array = image.detach().float().cpu()
-    if array.dim() == 4:
-        array = array[0]
-    if array.shape[0] == 1:
-        array = array.repeat(3, 1, 1)
-    array = array.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return array.permute(1, 2, 0).numpy()
-
-
-def save_image(image: np.ndarray, path: str) -> None:
-    """Write an (H, W, 3) uint8 array as an image file (format from the extension), atomically (see atomic_write)."""
-    img = Image.fromarray(image)
-    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
-    atomic_write(path, lambda f: img.save(f, format=fmt), sync=False)
-
-
-def mkdirs(*paths: str) -> None:
-    """Create each folder (and its parents) if missing."""
-    for path in paths:
-        os.makedirs(path, exist_ok=True)
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None], sync: bool = True) -> None:

@@ -1,17 +1,18 @@
-"""Validation during training: the cascade scored on a held-out test-layout folder at epoch ends.
+"""Validation during training: the cascade scored on a held-out test set at epoch ends.
 
-``--val_dataroot DIR`` (testB/ inputs, testA1/ ground truths paired by file stem, read by the
-resize_natural_3 dataset in test mode exactly as test.py reads them) is run every ``--val_freq`` epochs
-and after the last one through util/evaluation.run_test_set, the code path of test.py, with the
-networks in eval mode. Each validation appends a row to checkpoints/<name>/val_log.csv (VAL_COLUMNS);
-``--save_best`` keeps best_net_<G_T|G_R|D>.pth + best_train_state.pth for the highest mean T_3 PSNR.
-Under torchrun rank 0 validates while the other ranks wait at a barrier.
+``--val_dataroot DIR`` (any test-set layout, opened through --dataset_mode in test mode exactly as test.py
+opens its set) is run every ``--val_freq`` epochs and after the last one through
+evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode. Each validation
+appends a row to checkpoints/<name>/val_log.csv (util/logs.py); ``--save_best`` keeps the 'best'
+checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3). Under
+torchrun rank 0 validates while the other ranks wait at a barrier.
+
+    python -m evaluation.validation checkpoints/<name>/val_log.csv    # the log as a table
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
@@ -20,15 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
-from data import find_dataset_using_name
-from data.resize_natural_3_dataset import describe_size_policy
+from data import open_test_set
+from data.base_dataset import BaseDataset
+from evaluation.scoring import mean_scores, run_test_set
+from models import checkpoint
+from models.base_model import BaseModel
 from util import distributed
 from util.errors import UserError
-from util.evaluation import Scores, flat, mean_scores, metric_columns, run_test_set, text_table
+from util.logs import Scores, append_val_row, flat, metric_columns, val_table
 
-VAL_COLUMNS = ["epoch", "samples", "lr", "seconds", "images", *metric_columns()]
 BEST = "best"
-BEST_KEY = "PSNR_T_3"
 
 
 @dataclass
@@ -48,7 +50,7 @@ def validation_options(opt: argparse.Namespace) -> argparse.Namespace:
                                  "max_dataset_size": float("inf")})
 
 
-def open_validation_set(opt: argparse.Namespace):
+def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
     """Return the validation dataset of --val_dataroot (None without it); bad input is a UserError."""
     if opt.save_best and not opt.val_dataroot:
         raise UserError("--save_best needs --val_dataroot (the best checkpoint is chosen by validation)")
@@ -60,7 +62,7 @@ def open_validation_set(opt: argparse.Namespace):
     if not os.path.isdir(root):
         raise UserError(f"--val_dataroot {root}: folder not found")
     # Any test-set layout test.py reads (data/layouts.py); none found is a UserError listing them.
-    dataset = find_dataset_using_name("resize_natural_3")(validation_options(opt))
+    dataset = open_test_set(validation_options(opt))
     used = range(min(opt.val_max, len(dataset)))
     missing = [dataset.pairs[k].input for k in used if dataset.pairs[k].gt is None]
     if missing:
@@ -69,11 +71,11 @@ def open_validation_set(opt: argparse.Namespace):
                         f"same name, any image extension){more}; validation needs one for every input")
     if distributed.is_main_process():
         print(f"validation: the first {len(used)} of {len(dataset)} images of {root}, every {opt.val_freq} "
-              f"epoch(s) and after the last; {describe_size_policy(validation_options(opt))}")
+              f"epoch(s) and after the last; {dataset.size_policy()}")
     return dataset
 
 
-def validate(model, dataset, opt: argparse.Namespace) -> ValResult:
+def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) -> ValResult:
     """Return the mean scores of the first --val_max images, run in eval mode (train mode restored after).
 
     Undecodable images are skipped with one warning each and listed; the training RNG streams are left
@@ -91,84 +93,62 @@ def validate(model, dataset, opt: argparse.Namespace) -> ValResult:
     return ValResult(mean_scores(scores), len(scores), skipped, time.time() - start)
 
 
-def read_log(path: str) -> list[dict[str, str]]:
-    """Return the rows of a val_log.csv (empty when there is none)."""
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def append_row(path: str, row: dict[str, float]) -> None:
-    """Append one row (VAL_COLUMNS keys) to val_log.csv, writing the header first when the file is new."""
-    new = not os.path.isfile(path) or os.path.getsize(path) == 0
-    with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(VAL_COLUMNS)
-        writer.writerow([repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in VAL_COLUMNS])
-
-
-def log_table(path: str) -> str:
-    """Return val_log.csv as a console table (epoch, samples, images, PSNR/SSIM of I and T_3)."""
-    columns = ["epoch", "samples", "images", "PSNR_I", "SSIM_I", "PSNR_T_3", "SSIM_T_3"]
-    rows = [[r[c] if c in ("epoch", "samples", "images") else f"{float(r[c]):.{2 if 'PSNR' in c else 4}f}"
-             for c in columns] for r in read_log(path)]
-    return text_table(columns, rows)
-
-
 class Validator:
-    """Runs validation at epoch ends, logs it, plots it, and keeps the best checkpoint."""
+    """Runs validation at epoch ends, logs it and keeps the best checkpoint."""
 
-    def __init__(self, opt: argparse.Namespace, dataset, save_dir: str):
+    def __init__(self, opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel):
         self.opt = opt
         self.dataset = dataset
-        self.save_dir = save_dir
-        self.log_path = os.path.join(save_dir, "val_log.csv")
+        self.model = model
+        self.labels = model.roles.labels
+        self.key = f"PSNR_{model.roles.result}"  # what 'best' and the plateau policy follow
+        self.log_path = os.path.join(model.save_dir, "val_log.csv")
         self.best = -math.inf
         if not opt.continue_train and distributed.is_main_process() and os.path.isfile(self.log_path):
             os.remove(self.log_path)  # a new run starts a new log; a resumed run appends
 
-    def resume(self, model) -> None:
+    def resume(self) -> None:
         """Take the best value so far from the best checkpoint's training state, so a worse one never replaces it."""
-        path = model.training_state_path(BEST)
-        if self.opt.save_best and os.path.isfile(path):
-            self.best = float(model.load_extra(BEST).get(BEST_KEY, -math.inf))
-            if distributed.is_main_process():
-                print(f"best so far: {BEST_KEY} {self.best:.4f} ({path})")
+        if self.opt.save_best:
+            self.best = float(checkpoint.load_extra(self.model, BEST).get(self.key, -math.inf))
+            if self.best > -math.inf and distributed.is_main_process():
+                print(f"best so far: {self.key} {self.best:.4f} "
+                      f"({checkpoint.training_state_path(self.model.save_dir, BEST)})")
 
     def due(self, epoch: int, last_epoch: int) -> bool:
         """Return True when this epoch ends with a validation (every --val_freq epochs, and the last)."""
         return epoch % self.opt.val_freq == 0 or epoch == last_epoch
 
-    def run(self, model, epoch: int, total_iters: int, lr: float, visualizer) -> None:
-        """Validate on rank 0 (the others wait), append to val_log.csv, print, plot and save best."""
+    def run(self, epoch: int, total_iters: int, lr: float) -> float:
+        """Return the mean PSNR of the result (the same on every rank): validated on rank 0, logged, printed,
+        'best' saved; the other ranks wait and receive it."""
+        value = math.nan
         if distributed.is_main_process():
-            result = validate(model, self.dataset, self.opt)
-            values = flat(result.scores) if result.scores else [math.nan] * len(metric_columns())
+            result = validate(self.model, self.dataset, self.opt)
+            values = flat(result.scores, self.labels) if result.scores else [math.nan] * 2 * len(self.labels)
             row = {"epoch": epoch, "samples": total_iters * self.opt.world_size, "lr": float(lr),
                    "seconds": round(result.seconds, 3), "images": result.images,
-                   **{c: float(v) for c, v in zip(metric_columns(), values)}}
-            append_row(self.log_path, row)
-            value = row[BEST_KEY]
+                   **{c: float(v) for c, v in zip(metric_columns(self.labels), values)}}
+            append_val_row(self.log_path, row, self.labels)
+            value = row[self.key]
             better = self.opt.save_best and value > self.best  # False for NaN
             if better:
                 self.best = value
-                model.save_networks(BEST)
-                model.save_training_state(BEST, epoch, total_iters, extra={BEST_KEY: value})
+                checkpoint.save(self.model, BEST, epoch, total_iters, extra={self.key: value})
             skipped = f", {len(result.skipped)} undecodable skipped" if result.skipped else ""
-            print(f"validation after epoch {epoch}: T_3 PSNR {value:.2f} SSIM {row['SSIM_T_3']:.4f} (input "
-                  f"{row['PSNR_I']:.2f} {row['SSIM_I']:.4f}) on {result.images} image(s){skipped} in "
+            roles = self.model.roles
+            print(f"validation after epoch {epoch}: {roles.result} PSNR {value:.2f} SSIM "
+                  f"{row[f'SSIM_{roles.result}']:.4f} (input {row[f'PSNR_{roles.input}']:.2f} "
+                  f"{row[f'SSIM_{roles.input}']:.4f}) on {result.images} image(s){skipped} in "
                   f"{result.seconds:.1f} s" + (" [best so far: saved 'best']" if better else ""))
-            visualizer.plot_validation(epoch, value)
-        distributed.barrier()
+        return distributed.broadcast_value(value, self.model.device)
 
 
 def main(argv: list[str]) -> None:
     """Print the table of a val_log.csv given on the command line."""
     if len(argv) != 1 or not os.path.isfile(argv[0]):
-        sys.exit("usage: python -m util.validation checkpoints/<name>/val_log.csv")
-    print(log_table(argv[0]))
+        sys.exit("usage: python -m evaluation.validation checkpoints/<name>/val_log.csv")
+    print(val_table(argv[0]))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from dominate.tags import (
 )
 from dominate.util import text
 
-from util.evaluation import Scores, format_cells, metric_columns
+from models.base_model import VisualRoles
+from util.logs import Scores, format_cells, metric_columns
 
 CSS = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 12px 16px; color: #222; }
@@ -62,12 +63,6 @@ section.image { border-top: 1px solid #ccc; margin-top: 14px; }
 FLIP_JS = ("var i = this.querySelector('img'), w = this.parentNode.querySelector('.which');"
            " var s = i.getAttribute('src'); i.setAttribute('src', i.dataset.alt); i.dataset.alt = s;"
            " s = w.textContent; w.textContent = w.dataset.alt; w.dataset.alt = s;")
-
-# (visual label, caption label, score label) of the cascade in page order: the T row, then the R row.
-T_ROW = (("real_I_00", "input I", "I"), ("fake_Ts_01", "T_1", "T_1"), ("fake_Ts_02", "T_2", "T_2"),
-         ("fake_Ts_03", "T_3", "T_3"), ("real_T_00", "ground truth T", None))
-R_ROW = (None, ("fake_Rs_01", "R_1", None), ("fake_Rs_02", "R_2", None), ("fake_Rs_03", "R_3", None))
-
 
 def shown(name: str) -> str:
     """Return name as displayable text: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
@@ -119,23 +114,23 @@ def thumbnail(file_name: str, caption: str, detail: str = "") -> figure:
     return fig
 
 
-def cascade_grid(files: dict[str, str], scores: Scores | None = None, with_gt: bool = True) -> None:
-    """Add the grid of a cascade: the T row over the R row (R_k under T_k), then a row of any other images.
+def cascade_grid(files: dict[str, str], roles: VisualRoles, scores: Scores | None = None, with_gt: bool = True) -> None:
+    """Add the grid of a model's visuals: the rows of roles (IBCLN: the T row over the R row), then any others.
 
-    files maps visual labels to file names in images/; T_0 (= I), R_0 (the constant start) and, without
-    with_gt, the placeholder ground truth are not shown.
+    files maps visual labels to file names in images/; the hidden visuals of roles and, without with_gt,
+    the placeholder ground truth are not shown.
     """
-    placed = {"fake_Ts_00", "fake_Rs_00"} | (set() if with_gt else {"real_T_00"})
-    for row in (T_ROW, R_ROW):
-        present = [item for item in row if item and item[0] in files and (with_gt or item[0] != "real_T_00")]
+    placed = set(roles.hidden) | (set() if with_gt else {roles.ground_truth})
+    for row in roles.rows:
+        present = [cell for cell in row if cell and cell[0] in files and cell[0] not in placed]
         if not present:
             continue
         with div(cls="grid"):
-            for item in row:
-                if item not in present:
+            for cell in row:
+                if cell not in present:
                     div()
                     continue
-                visual, caption, label = item
+                visual, caption, label = cell
                 placed.add(visual)
                 detail = score_text(scores, label) or ("no ground truth" if label and not with_gt else "")
                 thumbnail(files[visual], caption, detail)

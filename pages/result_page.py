@@ -1,8 +1,8 @@
 """The results page of a test run (test.py, and each set of evaluate.py): the metrics table, then each image.
 
-Per image: the T row (I, T_1, T_2, T_3, the ground truth when there is one) over the R row (R_1..R_3),
-each with its PSNR/SSIM, then two before/after comparisons at full width (I vs T_3; T_3 vs the
-ground truth), and links to every file of the image.
+Per image: the grid the model's VisualRoles lay out (IBCLN: I, T_1..T_3 and the ground truth over
+R_1..R_3), each with its PSNR/SSIM, then two before/after comparisons at full width (input vs result;
+result vs ground truth, when there is one), and links to every file of the image.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from dominate.tags import div, h1, h2, p, section, style
 
-from util import html
-from util.evaluation import STEP_LABELS, Scores
+from models.base_model import VisualRoles
+from pages import html
+from util.logs import Scores
 
 
 def files_by_visual(name: str, files: Sequence[str]) -> dict[str, str]:
@@ -21,7 +22,7 @@ def files_by_visual(name: str, files: Sequence[str]) -> dict[str, str]:
 
 
 def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tuple[str, list[str], Scores | None]],
-                    mean: Scores | None, width: int = 256, labels: Sequence[str] = STEP_LABELS) -> str:
+                    mean: Scores | None, roles: VisualRoles, width: int = 256) -> str:
     """Write web_dir/index.html for rows of (image name, its image files in images/, scores); return its path.
 
     Thumbnails fill a five-column grid; `width` caps their size (px) when the window is wider.
@@ -34,19 +35,26 @@ def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tupl
         p(protocol, cls="note", id="protocol")
         h2(f"PSNR (dB) / SSIM against the ground truth T ({with_gt} of {len(rows)} images have one)")
         p("Green: the best step of each row, for PSNR and for SSIM. Click a name to go to its images.", cls="note")
-        html.metrics_table([(name, scores, f"#image-{k}") for k, (name, _, scores) in enumerate(rows)], labels,
+        html.metrics_table([(name, scores, f"#image-{k}") for k, (name, _, scores) in enumerate(rows)], roles.labels,
                            with_mean=True, mean=mean)
         for k, (name, files, scores) in enumerate(rows):
             with section(cls="image", id=f"image-{k}"):
                 h2(html.shown(name))
                 by_visual = files_by_visual(name, files)
-                html.cascade_grid(by_visual, scores, with_gt=scores is not None)
-                pairs = [("real_I_00", "input I", "fake_Ts_03", "T_3")]
+                html.cascade_grid(by_visual, roles, scores, with_gt=scores is not None)
+                result = roles.visual(roles.result)
+                pairs = [(roles.visual(roles.input), result)]
                 if scores is not None:
-                    pairs.append(("fake_Ts_03", "T_3", "real_T_00", "ground truth T"))
+                    pairs.append((result, roles.ground_truth))
                 with div(cls="pair"):
-                    for first, first_label, second, second_label in pairs:
+                    for first, second in pairs:
                         if first in by_visual and second in by_visual:
-                            html.comparison((by_visual[first], first_label), (by_visual[second], second_label))
+                            html.comparison((by_visual[first], _caption(roles, first)),
+                                            (by_visual[second], _caption(roles, second)))
                 html.file_links(by_visual)
     return html.save(doc, web_dir)
+
+
+def _caption(roles: VisualRoles, visual: str) -> str:
+    """Return the page caption of a visual (its label if no cell of the grid names it)."""
+    return next((cell[1] for row in roles.rows for cell in row if cell and cell[0] == visual), visual)

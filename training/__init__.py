@@ -1,0 +1,1 @@
+"""Training: the loop that train.py runs."""

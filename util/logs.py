@@ -1,0 +1,213 @@
+"""The three log formats a run leaves on disk, each with its writer and its reader in one place.
+
+- ``loss_log.txt`` (training): one line per --print_freq,
+  ``(epoch: E, iters: I, samples: N, time: T, data: D) name: value ...``; read back as a Curve.
+- ``val_log.csv`` (validation during training): one row per validation, columns VAL_FIXED then
+  metric_columns(labels); read back as a Curve or as a console table.
+- ``metrics.csv`` (a test run): one row per image as it is scored, then the mean row.
+
+Scores are kept per column label (e.g. "I", "T_1".."T_3"; "pred" for saved predictions) as
+(PSNR, SSIM) pairs; the labels come from the model's VisualRoles.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+Scores = dict[str, tuple[float, float]]
+
+VAL_FIXED = ("epoch", "samples", "lr", "seconds", "images")
+LOSS_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+)(?:, samples: (\d+))?[^)]*\)(.*)$")
+
+
+def metric_columns(labels: Sequence[str]) -> list[str]:
+    """Return the metric column names PSNR_<label>, SSIM_<label> for each label, in order."""
+    return [f"{metric}_{label}" for label in labels for metric in ("PSNR", "SSIM")]
+
+
+def flat(scores: Scores | None, labels: Sequence[str]) -> list[float | None]:
+    """Return the scores in metric_columns(labels) order (None everywhere without scores)."""
+    if scores is None:
+        return [None] * 2 * len(labels)
+    return [value for label in labels for value in scores[label]]
+
+
+def fmt(value: float | None, digits: int) -> str:
+    """Return value with the given decimals, or 'n/a'."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def format_cells(scores: Scores | None, labels: Sequence[str]) -> list[str]:
+    """Return metric cells in metric_columns order: PSNR with 2 decimals, SSIM with 4, 'n/a' without scores."""
+    return [fmt(v, 2 if i % 2 == 0 else 4) for i, v in enumerate(flat(scores, labels))]
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return rows under header as right-aligned text columns for the console."""
+    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+    return "\n".join("  ".join(str(cell).rjust(w) for cell, w in zip(r, widths)) for r in [header, *rows])
+
+
+@dataclass
+class Curve:
+    """Points of a log in the order they were written: x = samples seen, and a value per name per point."""
+
+    names: list[str] = field(default_factory=list)
+    xs: list[float] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)
+    guessed: list[bool] = field(default_factory=list)  # x estimated from epoch and iters (an older loss log)
+
+    def append(self, x: float, row: dict[str, float], guessed: bool = False) -> None:
+        """Add a point; a point at or before earlier ones (training restarted or resumed) replaces them."""
+        while self.xs and self.xs[-1] >= x:
+            self.xs.pop()
+            self.rows.pop()
+            self.guessed.pop()
+        self.xs.append(x)
+        self.rows.append(row)
+        self.guessed.append(guessed)
+        self.names += [name for name in row if name not in self.names]
+
+    def values(self, name: str) -> list[float]:
+        """Return the values of name at each point (NaN where a point lacks it)."""
+        return [row.get(name, float("nan")) for row in self.rows]
+
+
+# ----- loss_log.txt ----------------------------------------------------------------------------------------
+
+
+class LossLog:
+    """checkpoints/<name>/loss_log.txt: a header line per run start, then one line of losses per --print_freq."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def start(self) -> None:
+        """Append the line that marks the start (or resumption) of a training run."""
+        with open(self.path, "a") as f:
+            f.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+
+    @staticmethod
+    def line(epoch: int, iters: int, losses: dict[str, float], t_comp: float, t_data: float,
+             samples: int | None = None) -> str:
+        """Return one loss line: iters counts samples in this epoch, samples (when given) all samples seen so far."""
+        seen = "" if samples is None else f", samples: {samples}"
+        message = f"(epoch: {epoch}, iters: {iters}{seen}, time: {t_comp:.3f}, data: {t_data:.3f}) "
+        return message + " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
+
+    def append(self, line: str) -> None:
+        """Append one line made by LossLog.line."""
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def read_loss_log(path: str) -> Curve:
+    """Return the loss curves of a loss_log.txt (no points when it is missing).
+
+    Without 'samples' on its lines (an older log), x is estimated as (E - 1) * (the largest I logged) + I.
+    """
+    parsed = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for text in f:
+                match = LOSS_LINE.match(text.strip())
+                if not match:
+                    continue
+                losses = {}
+                for name, value in re.findall(r"(\S+): (\S+)", match.group(4)):
+                    try:
+                        losses[name] = float(value)
+                    except ValueError:
+                        continue
+                parsed.append((int(match.group(1)), int(match.group(2)), match.group(3), losses))
+    curve = Curve()
+    per_epoch = max((iters for _, iters, _, _ in parsed), default=0)
+    for epoch, iters, samples, losses in parsed:
+        if samples is None:
+            curve.append((epoch - 1) * per_epoch + iters, losses, guessed=True)
+        else:
+            curve.append(int(samples), losses)
+    return curve
+
+
+# ----- val_log.csv -----------------------------------------------------------------------------------------
+
+
+def val_columns(labels: Sequence[str]) -> list[str]:
+    """Return the columns of a val_log.csv whose scores have these labels."""
+    return [*VAL_FIXED, *metric_columns(labels)]
+
+
+def append_val_row(path: str, row: dict[str, float], labels: Sequence[str]) -> None:
+    """Append one row (val_columns(labels) keys) to val_log.csv, writing the header first when the file is new."""
+    columns = val_columns(labels)
+    new = not os.path.isfile(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(columns)
+        writer.writerow([repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in columns])
+
+
+def read_val_rows(path: str) -> list[dict[str, str]]:
+    """Return the rows of a val_log.csv as text (empty when there is none)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return list(csv.DictReader(f))
+
+
+def read_val_log(path: str) -> Curve:
+    """Return the rows of a val_log.csv as a curve against samples; rows not readable as numbers are left out."""
+    curve = Curve()
+    for record in read_val_rows(path):
+        try:
+            row = {column: float(value) for column, value in record.items()}
+        except (TypeError, ValueError):
+            continue  # a line being written
+        if "samples" in row:
+            curve.append(row["samples"], row)
+    return curve
+
+
+def val_table(path: str) -> str:
+    """Return a val_log.csv as a console table: epoch, samples, images and every PSNR/SSIM column."""
+    records = read_val_rows(path)
+    metrics = [c for c in (records[0] if records else {}) if c.startswith(("PSNR_", "SSIM_"))]
+    columns = ["epoch", "samples", "images", *metrics]
+    rows = [[r[c] if c in VAL_FIXED else f"{float(r[c]):.{2 if c.startswith('PSNR') else 4}f}" for c in columns]
+            for r in records]
+    return text_table(columns, rows)
+
+
+# ----- metrics.csv -----------------------------------------------------------------------------------------
+
+
+class MetricsCSV:
+    """metrics.csv written as images are scored (a crash keeps every row so far), with the mean row at the end."""
+
+    def __init__(self, path: str, labels: Sequence[str]):
+        self.path = path
+        self.labels = labels
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerow(["image", *metric_columns(labels)])
+
+    def add(self, name: str, scores: Scores | None) -> None:
+        """Append one image's row ('n/a' without ground truth)."""
+        self._append([name, *("n/a" if v is None else repr(float(v)) for v in flat(scores, self.labels))])
+
+    def finish(self, mean: Scores | None) -> None:
+        """Append the mean row."""
+        self._append(["mean", *("n/a" if v is None else repr(float(v)) for v in flat(mean, self.labels))])
+
+    def _append(self, row: list[str]) -> None:
+        # A file name that is not valid UTF-8 (surrogate escapes from os.fsdecode) is written with U+FFFD / '?'.
+        with open(self.path, "a", newline="", encoding="utf-8", errors="replace") as f:
+            csv.writer(f).writerow(row)
+
