@@ -1,1 +1,1 @@
-"""Command-line options: BaseOptions holds the shared flags, TrainOptions and TestOptions the rest."""
+"""Command-line options: BaseOptions holds the shared flags; TrainOptions, TestOptions and EvaluateOptions the rest."""
