@@ -186,8 +186,8 @@ def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
     if c.dry:
         left_out["amp_fp16"] = "float16 autocast is CUDA-only (the CPU equivalent is --amp bf16)"
         left_out["compile"] = "minutes of C++ compilation on a CPU"
-        left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_fast_path.py covers it)"
-        left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_fast_path.py trains it)"
+        left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_speed_options.py covers it)"
+        left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_speed_options.py trains it)"
     return {k: v for k, v in variants.items() if k not in left_out}, left_out
 
 

@@ -3,7 +3,7 @@
 Every test here is marked `cuda` (pyproject.toml) and skipped, with the reason, where torch sees no GPU;
 scripts/gpu_check.sh runs them on a GPU machine (`pytest -m cuda`). The fp32 comparisons run with TF32 off
 (cuDNN uses TF32 for fp32 convolutions by default on Ampere and later, a 10-bit mantissa): then the CPU's
-tolerance holds. With TF32 on, the outputs stay within the bf16 tolerance of tests/test_fast_path.py.
+tolerance holds. With TF32 on, the outputs stay within the bf16 tolerance of tests/test_speed_options.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_fast_path import BF16_LOSS_REL, BF16_TEST_MAX, BF16_TEST_MEAN, _batch
+from test_speed_options import BF16_LOSS_REL, BF16_TEST_MAX, BF16_TEST_MEAN, _batch
 
 from data.base_dataset import to_tensor
 from data.image_folder import load_rgb

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_script, skimage_photo, write_png
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from test_faults import assert_one_line_error, save_random_generators
+from test_bad_input import assert_one_line_error, save_random_generators
 
 CPU = ["--gpu_ids", "-1"]
 

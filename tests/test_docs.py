@@ -1,0 +1,62 @@
+"""The documentation: README.md stays a short front door, every relative link and #anchor resolves, and no
+tracked file points outside the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import REPO_ROOT
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def markdown_files() -> list[Path]:
+    """Return README.md and every page of docs/."""
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def anchors(path: Path) -> set[str]:
+    """Return the #anchors GitHub gives the headings of a Markdown file (outside code blocks)."""
+    found, in_code = set(), False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+def test_readme_is_at_most_250_lines():
+    assert len((REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def test_every_relative_link_and_anchor_resolves():
+    broken = []
+    for page in markdown_files():
+        for match in LINK.finditer(page.read_text(encoding="utf-8")):
+            target = match.group(1) or match.group(2)
+            if re.match(r"[a-z]+://|mailto:", target):
+                continue
+            file_part, _, anchor = target.partition("#")
+            destination = (page.parent / file_part).resolve() if file_part else page
+            if not destination.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    needles = ("../" + "shared", "SP" + "EC", "issue" + " #")  # split, so that this file does not match itself
+    offending = []
+    for name in files.splitlines():
+        path = REPO_ROOT / name
+        if not path.is_file() or path.suffix in (".png", ".jpg", ".npz", ".pth"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offending += [f"{name}: {needle}" for needle in needles if needle in text]
+    assert not offending, offending
