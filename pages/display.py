@@ -83,7 +83,7 @@ class Visualizer:
             images, ncols = _visuals_grid(visuals)
             array = np.stack([im.transpose(2, 0, 1) for im in images])
             self._visdom_call(self.vis.images, array, nrow=ncols, win=self.display_id, padding=2,
-                              opts={"title": f"{self.name} images (rows: fake_Ts, fake_Rs, real_T real_I)"})
+                              opts={"title": f"{self.name} images (a row per cascade, then the single images)"})
         if self.use_html and (save_result or not self.saved):
             self.saved = True
             flat = flatten_visuals(visuals)
