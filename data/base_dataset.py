@@ -40,6 +40,10 @@ class BaseDataset(torch_data.Dataset, ABC):
         """Return one line saying at which size test images are run and scored."""
         return "size: as the dataset gives it"
 
+    def size_policy_name(self) -> str:
+        """Return the short name of the size policy, for the JSON of evaluate.py."""
+        return "dataset"
+
 
 @dataclass(frozen=True)
 class GeometryParams:
@@ -86,6 +90,19 @@ def round_down_to_4(img: Image.Image) -> Image.Image:
     if new_w == 0 or new_h == 0:
         raise UserError(f"image of {w}x{h} pixels is smaller than the 4x4 the network needs")
     return img if (new_w, new_h) == (w, h) else img.resize((new_w, new_h), Image.BILINEAR)
+
+
+def align_down(img: Image.Image, multiple: int) -> Image.Image:
+    """Return img resized (bicubic) to H//multiple*multiple x W//multiple*multiple, unchanged if already so.
+
+    The ERRNet-family test loaders' alignment (``x.resize((w, h))`` with PIL's default filter, which is bicubic
+    for RGB images since Pillow 7), applied to the input and the ground truth alike.
+    """
+    w, h = img.size
+    new_w, new_h = w // multiple * multiple, h // multiple * multiple
+    if new_w == 0 or new_h == 0:
+        raise UserError(f"image of {w}x{h} pixels has a side shorter than {multiple}, the multiple it is aligned to")
+    return img if (new_w, new_h) == (w, h) else img.resize((new_w, new_h), Image.BICUBIC)
 
 
 def apply_preprocess(img: Image.Image, opt: argparse.Namespace, params: GeometryParams) -> Image.Image:

@@ -22,7 +22,7 @@ from PIL import Image
 from util.errors import UserError
 
 from . import synthesis
-from .base_dataset import BaseDataset, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
+from .base_dataset import BaseDataset, align_down, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
 from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
 from .pairing import index_by_name, pair_by_name
@@ -65,6 +65,10 @@ class ResizeNatural3Dataset(BaseDataset):
         parser.add_argument("--keep_size", action="store_true",
                             help="test: reflect-pad inputs to a multiple of 4 and crop outputs back, instead of "
                                  "resizing them down to a multiple of 4 as the released code did")
+        parser.add_argument("--align", type=int, default=0, metavar="N",
+                            help="test: resize input and ground truth to H//N*N x W//N*N (bicubic, PIL's default) "
+                                 "before inference and scoring, as the ERRNet-family test loaders do with N=32 "
+                                 "(docs/protocol.md); 0 = off")
         return parser
 
     def __init__(self, opt: argparse.Namespace):
@@ -147,14 +151,19 @@ class ResizeNatural3Dataset(BaseDataset):
 
     def _init_test(self, opt: argparse.Namespace) -> None:
         # Any distributed layout (data/layouts.py); test.py runs inputs without a ground truth too.
+        check_size_flags(opt.align, opt.keep_size)
         layout, pair_by = getattr(opt, "layout", "auto"), getattr(opt, "pair_by", "stem")
         self.layout, self.pairs = find_pairs(self.root, layout, pair_by)
         self.pairs = self.pairs[: int(min(opt.max_dataset_size, len(self.pairs)))]
         self.length = len(self.pairs)
 
     def size_policy(self) -> str:
-        """Return one line saying at which size test images are run and scored (--keep_size, --max_size)."""
+        """Return one line saying at which size test images are run and scored (--keep_size, --align, --max_size)."""
         return describe_size_policy(self.opt)
+
+    def size_policy_name(self) -> str:
+        """Return the short name of the size policy: released, original or align<N>, after max_size<N>+."""
+        return size_policy_name(self.opt)
 
     def only_with_ground_truth(self) -> list[str]:
         """Drop the test pairs that have no ground truth (for evaluation); return their names."""
@@ -260,7 +269,13 @@ class ResizeNatural3Dataset(BaseDataset):
             size = (max(1, round(i_img.size[0] * scale)), max(1, round(i_img.size[1] * scale)))
             i_img, t_img = i_img.resize(size, Image.LANCZOS), t_img.resize(size, Image.LANCZOS)
         sample: dict = {}
-        if self.opt.keep_size:
+        if self.opt.align:
+            try:
+                i_img, t_img = align_down(i_img, self.opt.align), align_down(t_img, self.opt.align)
+            except UserError as err:
+                raise UserError(f"{i_path}: {err} (--align {self.opt.align})") from None
+            i, t = to_tensor(i_img), to_tensor(t_img)
+        elif self.opt.keep_size:
             w, h = i_img.size
             if w < 4 or h < 4:
                 raise UserError(f"{i_path}: image of {w}x{h} pixels is smaller than the 4x4 the network needs")
@@ -279,15 +294,33 @@ class ResizeNatural3Dataset(BaseDataset):
         return sample
 
 
+def check_size_flags(align: int, keep_size: bool, prefix: str = "--") -> None:
+    """Raise a UserError for an --align that is not a multiple of 4, or one given with --keep_size."""
+    if align < 0 or align % 4:
+        raise UserError(f"{prefix}align {align}: expected a positive multiple of 4 (the network's), e.g. 32; "
+                        "0 = off")
+    if align and keep_size:
+        raise UserError(f"{prefix}align {align} with {prefix}keep_size: they are two size policies, choose one")
+
+
 def describe_size_policy(opt: argparse.Namespace) -> str:
-    """Return one line saying at which size test images are run and scored (--keep_size, --max_size)."""
-    if opt.keep_size:
+    """Return one line saying at which size test images are run and scored (--keep_size, --align, --max_size)."""
+    if opt.align:
+        line = (f"input and ground truth resized to multiples of {opt.align} (bicubic, PIL's default: the "
+                f"ERRNet-family alignment, --align {opt.align})")
+    elif opt.keep_size:
         line = "original size (reflect-padded to a multiple of 4 for the network, outputs cropped back)"
     else:
         line = "resized down to a multiple of 4 (bilinear, as the released code)"
     if opt.max_size > 0:
         line = f"longer side capped at {opt.max_size} (Lanczos), then {line}"
     return f"size: {line}"
+
+
+def size_policy_name(opt: argparse.Namespace) -> str:
+    """Return the short name of the size policy: released, original or align<N>, after max_size<N>+ when set."""
+    name = f"align{opt.align}" if opt.align else "original" if opt.keep_size else "released"
+    return f"max_size{opt.max_size}+{name}" if opt.max_size > 0 else name
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

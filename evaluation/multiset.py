@@ -1,14 +1,17 @@
-"""Evaluation like the paper's: several test sets in one run, for a checkpoint or for saved predictions.
+"""Evaluation like the paper's: several test sets in one run, for one or several checkpoints or for saved predictions.
 
     python evaluate.py --name IBCLN --epoch final --sets objects=DIR postcard=DIR wild=DIR real20=DIR nature=DIR
+    python evaluate.py --name IBCLN --epoch 60 70 80 final --sets nature=DIR       # the spread over checkpoints
     python evaluate.py --sets nature=DIR --pred OUTPUTS_DIR [--pred_suffix _fake_Ts_03] [--pred_resize]
 
 Each DIR may be in any layout of data/layouts.py, opened through --dataset_mode as test.py opens its set.
 With a checkpoint, every set runs through evaluation/testing.test_model (the same inference, metrics, images,
-metrics.csv and page as test.py, under results/<name>/eval_<epoch>/<set>/). With --pred, saved predictions
-are scored against each set's ground truth at the ground truth's size (results under
-results/<name>/eval_pred/<set>/). Prints a Markdown table
-(one row per set, then the image-weighted average), writes --json and an index.html linking every set's page.
+metrics.csv and page as test.py, under results/<name>/eval_<epoch>/<set>/), the model built once per
+checkpoint; every --name is evaluated at every --epoch. With --pred, saved predictions are scored against
+each set's ground truth at the ground truth's size, or at the aligned size with --align (no network, no
+device). Prints the protocol, each set's fingerprint (data/fingerprint.py) and a Markdown table (one row per
+set, then the image-weighted average; with several checkpoints one row per checkpoint and the mean ± sample
+standard deviation), writes --json and an index.html linking every set's page.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import math
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import numpy as np
@@ -27,13 +32,16 @@ from dominate.tags import h1, p
 from PIL import Image
 
 from data import open_test_set
+from data.base_dataset import align_down
+from data.fingerprint import describe, fingerprint
 from data.image_folder import load_rgb, make_dataset
 from data.layouts import Pair
 from data.pairing import few, index_by_name, stem
 from evaluation.metrics import describe_protocol, psnr_ssim
-from evaluation.scoring import mean_scores, weighted_mean
+from evaluation.scoring import mean_scores, spread, weighted_mean
 from evaluation.testing import ResultWriter, load_test_model, protocol_line, test_model
 from models.base_model import VisualRoles
+from options.evaluate_options import evaluation_folder
 from options.test_options import results_folder
 from pages import html
 from util.errors import UserError
@@ -45,7 +53,22 @@ PRED_ROLES = VisualRoles(
     rows=((("input", "input I", "I"), ("pred", "prediction", "pred"), ("gt", "ground truth", None)),))
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
+RESERVED = ("average", "evaluation")  # the average row and the JSON's description of the protocol and runs
+MEAN_ROW = "mean ± std"
+SPREAD = "sample standard deviation (n-1) over the runs"
+
 SetResult = tuple[int, Scores]  # (number of images scored, mean scores)
+
+
+@dataclass
+class Run:
+    """One checkpoint, or the saved predictions: its label, its results folder, and per set the images scored
+    with their mean scores and the digests of the pairs scored (data/fingerprint.py)."""
+
+    label: str
+    folder: str
+    results: dict[str, SetResult]
+    digests: dict[str, list[str]]
 
 
 def parse_sets(entries: list[str]) -> dict[str, str]:
@@ -56,9 +79,10 @@ def parse_sets(entries: list[str]) -> dict[str, str]:
         if not sep or not folder or not SET_NAME.fullmatch(name):
             raise UserError(f"--sets {entry}: expected NAME=DIR, NAME made of letters, digits, _ . - "
                             "(e.g. nature=datasets/nature)")
-        if name == "average" or name in sets:
+        if name in RESERVED or name in sets:
             raise UserError(f"--sets {entry}: the name '{name}' is " +
-                            ("reserved for the average row" if name == "average" else "given twice"))
+                            ("reserved (the average row, the JSON's description)" if name in RESERVED
+                             else "given twice"))
         if not os.path.isdir(folder):
             raise UserError(f"--sets {entry}: folder {folder} not found")
         sets[name] = folder
@@ -91,7 +115,7 @@ def _note_skipped(set_name: str, names: list[str]) -> None:
         print(f"note: {set_name}: {len(names)} input(s) without ground truth are skipped: {few(names)}")
 
 
-# ----- a checkpoint ----------------------------------------------------------------------------------------
+# ----- checkpoints ------------------------------------------------------------------------------------------
 
 
 def open_sets(opt: argparse.Namespace, sets: dict[str, str]) -> dict[str, tuple[argparse.Namespace, object]]:
@@ -109,15 +133,26 @@ def open_sets(opt: argparse.Namespace, sets: dict[str, str]) -> dict[str, tuple[
     return prepared
 
 
-def evaluate_model(opt: argparse.Namespace, prepared: dict, eval_dir: str) -> tuple[dict[str, SetResult], VisualRoles]:
-    """Return (set name -> (images, mean scores of every scored step), the model's roles), the model built once."""
-    model = load_test_model(opt)
-    results = {}
-    for name, (set_opt, dataset) in prepared.items():
-        print(f"set {name}: {len(dataset)} image(s) from {set_opt.dataroot} ({dataset.layout} layout)")
-        done = test_model(set_opt, model, dataset, os.path.join(eval_dir, name))
-        results[name] = _set_result(name, [(r.name, r.scores) for r in done if r.scores is not None])
-    return results, model.roles
+def run_label(name: str, epoch: str, load_iter: int = 0) -> str:
+    """Return how tables name a checkpoint: <name>@<epoch> (or @iter<n> with --load_iter)."""
+    return f"{name}@iter{load_iter}" if load_iter > 0 else f"{name}@{epoch}"
+
+
+def evaluate_checkpoint(opt: argparse.Namespace, name: str, epoch: str, prepared: dict) -> tuple[Run, VisualRoles]:
+    """Return the Run of checkpoint (name, epoch) on every set and the model's roles; the model is built once."""
+    run_opt = argparse.Namespace(**{**vars(opt), "name": name, "epoch": epoch})
+    folder = results_folder(run_opt)
+    model = load_test_model(run_opt)
+    results, digests = {}, {}
+    for set_name, (set_opt, dataset) in prepared.items():
+        print(f"set {set_name}: {len(dataset)} image(s) from {set_opt.dataroot} ({dataset.layout} layout), "
+              f"checkpoint {run_label(name, epoch, opt.load_iter)}")
+        set_opt = argparse.Namespace(**{**vars(set_opt), "name": name, "epoch": epoch})
+        scored = [r for r in test_model(set_opt, model, dataset, os.path.join(folder, set_name))
+                  if r.scores is not None]
+        results[set_name] = _set_result(set_name, [(r.name, r.scores) for r in scored])
+        digests[set_name] = [r.digest for r in scored]
+    return Run(run_label(name, epoch, opt.load_iter), folder, results, digests), model.roles
 
 
 def _set_result(name: str, scored: list[tuple[str, Scores]]) -> SetResult:
@@ -157,19 +192,34 @@ def _match(pairs: list[Pair], preds: dict[str, str], set_name: str, folder: str,
     return matched
 
 
-def _load_prediction(path: str, size: tuple[int, int], resize: bool, gt_path: str) -> tuple[np.ndarray, bool]:
+def _load_prediction(path: str, size: tuple[int, int], resize: bool, gt_path: str,
+                     align: int) -> tuple[np.ndarray, bool]:
+    """Return (the prediction as uint8 RGB at size, whether it was resized); another size is an error unless
+    resize."""
     img = load_rgb(path)
     if img.size == size:
         return np.asarray(img), False
     if not resize:
+        aligned = f" (aligned to multiples of {align}: --align {align})" if align else ""
         raise UserError(f"prediction {path} is {img.size[0]}x{img.size[1]} but its ground truth {gt_path} is "
-                        f"{size[0]}x{size[1]}; pass --pred_resize to resize predictions to the ground truth's size")
+                        f"{size[0]}x{size[1]}{aligned}; pass --pred_resize to resize predictions to that size")
     return np.asarray(img.resize(size, Image.BICUBIC)), True
 
 
+def _aligned(img: Image.Image, align: int, path: str) -> Image.Image:
+    """Return img aligned to multiples of align (unchanged when align is 0); too small is a UserError naming path."""
+    if not align:
+        return img
+    try:
+        return align_down(img, align)
+    except UserError as err:
+        raise UserError(f"{path}: {err} (--align {align})") from None
+
+
 def score_predictions(opt: argparse.Namespace, name: str, set_opt: argparse.Namespace, dataset, pred_dir: str,
-                      web_dir: str) -> SetResult:
-    """Return (images, mean scores of I and pred) of one set's saved predictions, writing images, csv and page."""
+                      web_dir: str) -> tuple[SetResult, list[str]]:
+    """Return ((images, mean scores of I and pred), the digests of the pairs scored) of one set's saved
+    predictions, writing images, csv and page."""
     pairs = dataset.pairs[: int(min(opt.num_test, len(dataset.pairs)))]
     preds = _match(pairs, prediction_files(pred_dir, opt.pred_suffix), name, pred_dir, opt.pred_suffix)
     print(f"set {name}: {len(pairs)} image(s) from {set_opt.dataroot} ({dataset.layout} layout), predictions "
@@ -182,26 +232,46 @@ def score_predictions(opt: argparse.Namespace, name: str, set_opt: argparse.Name
         if in_img.size != gt_img.size:
             raise UserError(f"ground truth {pair.gt} is {gt_img.size[0]}x{gt_img.size[1]} but input {pair.input} is "
                             f"{in_img.size[0]}x{in_img.size[1]}; a test pair must have the same size")
+        gt_img, in_img = _aligned(gt_img, opt.align, pair.gt), _aligned(in_img, opt.align, pair.input)
         gt = np.asarray(gt_img)
-        pred, was_resized = _load_prediction(pred_path, gt_img.size, opt.pred_resize, pair.gt)
+        pred, was_resized = _load_prediction(pred_path, gt_img.size, opt.pred_resize, pair.gt, opt.align)
         resized += was_resized
         images = OrderedDict([("input", np.asarray(in_img)), ("pred", pred), ("gt", gt)])
         scores = {"I": psnr_ssim(images["input"], gt, opt.psnr), "pred": psnr_ssim(pred, gt, opt.psnr)}
-        writer.add(pair.name, images, scores)
+        writer.add(pair.name, images, scores, (pair.input, pair.gt))
         all_scores.append((pair.name, scores))
     if resized:
         print(f"note: {name}: {resized} prediction(s) resized (bicubic) to their ground truth's size (--pred_resize)")
     result = _set_result(name, all_scores)
     writer.finish()
-    return result
+    return result, writer.digests
+
+
+def pred_size_policy_name(opt: argparse.Namespace) -> str:
+    """Return the short name of --pred's size policy: align<N> with --align, else original."""
+    return f"align{opt.align}" if opt.align else "original"
 
 
 def pred_protocol_line(opt: argparse.Namespace) -> str:
     """Return the protocol line of --pred scoring: the metrics, and at which size predictions are scored."""
-    size = "size: predictions scored at the ground truth's original size"
+    if opt.align:
+        size = (f"size: input and ground truth resized to multiples of {opt.align} (bicubic, PIL's default: the "
+                f"ERRNet-family alignment, --align {opt.align}); predictions scored at that size")
+    else:
+        size = "size: predictions scored at the ground truth's original size"
     if opt.pred_resize:
         size += " (predictions of another size resized to it, bicubic: --pred_resize)"
     return f"{describe_protocol(opt.psnr)}. {size}."
+
+
+def evaluate_predictions(opt: argparse.Namespace, prepared: dict, folder: str) -> Run:
+    """Return the Run of the --pred predictions on every set, each set's results under folder/<set>/."""
+    pred_dirs = parse_pred(opt.pred, list(prepared))
+    results, digests = {}, {}
+    for name, (set_opt, dataset) in prepared.items():
+        results[name], digests[name] = score_predictions(opt, name, set_opt, dataset, pred_dirs[name],
+                                                         os.path.join(folder, name))
+    return Run("predictions " + ", ".join(f"{n}={d}" for n, d in pred_dirs.items()), folder, results, digests)
 
 
 # ----- the report -------------------------------------------------------------------------------------------
@@ -211,6 +281,20 @@ def with_average(results: dict[str, SetResult]) -> dict[str, SetResult]:
     """Return the per-set results followed by 'average': the image-weighted mean over all sets."""
     total = sum(n for n, _ in results.values())
     return {**results, "average": (total, weighted_mean(list(results.values())))}
+
+
+def set_fingerprints(run: Run) -> dict[str, tuple[int, str]]:
+    """Return set name -> (pairs scored, fingerprint), then 'average' -> the same over the pairs of all sets."""
+    prints = {name: (len(digests), fingerprint(digests)) for name, digests in run.digests.items()}
+    every = [digest for digests in run.digests.values() for digest in digests]
+    return {**prints, "average": (len(every), fingerprint(every))}
+
+
+def sets_line(prints: dict[str, tuple[int, str]]) -> str:
+    """Return the header line naming each set's pairs and fingerprint, and those of all sets together."""
+    parts = [f"{'all sets' if name == 'average' else name} {describe(count, value)}"
+             for name, (count, value) in prints.items()]
+    return "Test sets (SHA-256 of the files scored, docs/protocol.md): " + "; ".join(parts) + "."
 
 
 def markdown_table(rows: dict[str, SetResult], labels: tuple[str, ...]) -> str:
@@ -223,57 +307,138 @@ def markdown_table(rows: dict[str, SetResult], labels: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def as_json(rows: dict[str, SetResult]) -> dict:
-    """Return {set: {"images": N, "psnr": {label: value}, "ssim": {label: value}}} for every row.
+def spread_cells(mean: Scores, std: Scores, labels: Sequence[str]) -> list[str]:
+    """Return 'mean ± std' metric cells in metric_columns order (PSNR 2 decimals, SSIM 4)."""
+    return [f"{m} ± {s}" for m, s in zip(format_cells(mean, labels), format_cells(std, labels))]
 
-    A non-finite value (an infinite band-wise PSNR, a SSIM that could not be computed) is written as null, so
-    that the file is strict JSON.
+
+def spread_rows(runs: list[Run], labels: Sequence[str]) -> list[tuple[str, int, str, list[str]]]:
+    """Return the rows of the several-checkpoint table: per set, then for the average, one row per run
+    (set, images, run label, metric cells) and the row of the mean ± sample standard deviation over the runs."""
+    per_run = [with_average(run.results) for run in runs]
+    rows = []
+    for name in per_run[0]:
+        count = per_run[0][name][0]
+        scores = [results[name][1] for results in per_run]
+        rows += [(name, count, run.label, format_cells(s, labels)) for run, s in zip(runs, scores)]
+        rows.append((name, count, MEAN_ROW, spread_cells(*spread(scores), labels)))
+    return rows
+
+
+def spread_markdown(runs: list[Run], labels: Sequence[str]) -> str:
+    """Return the Markdown table of several checkpoints: each run's row per set and the mean ± std row."""
+    header = ["set", "images", "run", *metric_columns(labels)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, count, label, cells in spread_rows(runs, labels):
+        first = f"**{name}**" if name == "average" else name
+        lines.append("| " + " | ".join([first, str(count), f"**{label}**" if label == MEAN_ROW else label, *cells])
+                     + " |")
+    return "\n".join(lines)
+
+
+def as_json(runs: list[Run], prints: dict[str, tuple[int, str]], about: dict) -> dict:
+    """Return {set: {"images", "fingerprint", "psnr": {label: v}, "ssim": {label: v}}, ..., "average": {...},
+    "evaluation": about}; with several runs "psnr"/"ssim" are the means over the runs, and each set adds
+    "psnr_std", "ssim_std" (sample standard deviation) and "runs": {run label: {"psnr", "ssim"}}.
+
+    A non-finite value (an infinite band-wise PSNR, a SSIM or a deviation that could not be computed) is
+    written as null, so that the file is strict JSON.
     """
     def number(value: float) -> float | None:
         return value if math.isfinite(value) else None
 
-    return {name: {"images": count, "psnr": {label: number(ps) for label, (ps, _) in scores.items()},
-                   "ssim": {label: number(ss) for label, (_, ss) in scores.items()}}
-            for name, (count, scores) in rows.items()}
+    def metrics(scores: Scores, suffix: str = "") -> dict:
+        return {f"psnr{suffix}": {label: number(ps) for label, (ps, _) in scores.items()},
+                f"ssim{suffix}": {label: number(ss) for label, (_, ss) in scores.items()}}
+
+    per_run = [with_average(run.results) for run in runs]
+    report: dict = {}
+    for name, (count, scores) in per_run[0].items():
+        entry = {"images": count, "fingerprint": prints[name][1]}
+        if len(runs) == 1:
+            report[name] = {**entry, **metrics(scores)}
+            continue
+        mean, std = spread([results[name][1] for results in per_run])
+        report[name] = {**entry, **metrics(mean), **metrics(std, "_std"),
+                        "runs": {run.label: metrics(results[name][1]) for run, results in zip(runs, per_run)}}
+    report["evaluation"] = about
+    return report
 
 
-def write_index(eval_dir: str, title: str, protocol: str, rows: dict[str, SetResult],
+def write_index(folder: str, title: str, header: list[str], rows: dict[str, SetResult],
                 labels: tuple[str, ...]) -> str:
-    """Write eval_dir/index.html: the table, each set linked to its own page, the average set apart; return its path."""
+    """Write folder/index.html: the header lines, the table, each set linked to its own page, the average set
+    apart; return its path."""
     doc = html.new_page(title)
     sets = [(f"{name} ({count} images)", scores, quote(name) + "/index.html")
             for name, (count, scores) in rows.items() if name != "average"]
     count, average = rows["average"]
     with doc:
         h1(html.shown(title))
-        p(protocol, cls="protocol")
+        for k, line in enumerate(header):
+            p(line, cls="protocol" if k == 0 else "note")
         html.metrics_table(sets, labels, first="set", with_mean=True, mean=average)
         p(f"The last row is the average over all {count} images, weighted by each set's image count.")
-    os.makedirs(eval_dir, exist_ok=True)
-    return html.save(doc, eval_dir)
+    os.makedirs(folder, exist_ok=True)
+    return html.save(doc, folder)
+
+
+def write_spread_index(folder: str, title: str, header: list[str], runs: list[Run], labels: Sequence[str]) -> str:
+    """Write folder/index.html for several checkpoints: the header lines, then per set each run's row (linked
+    to that run's page of the set) and the mean ± std row; return its path."""
+    rows = spread_rows(runs, labels)
+    by_label = {run.label: run for run in runs}
+
+    def link(name: str, label: str) -> str | None:
+        if label == MEAN_ROW:
+            return None
+        page = "index.html" if name == "average" else os.path.join(name, "index.html")
+        return quote(os.path.relpath(os.path.join(by_label[label].folder, page), folder))
+
+    doc = html.new_page(title)
+    with doc:
+        h1(html.shown(title))
+        for k, line in enumerate(header):
+            p(line, cls="protocol" if k == 0 else "note")
+        html.text_cells_table(["set", "images", "run", *metric_columns(labels)],
+                              [[name, str(count), label, *cells] for name, count, label, cells in rows],
+                              [link(name, label) for name, _, label, _ in rows],
+                              [label == MEAN_ROW for _, _, label, _ in rows])
+        p("The average rows are over all images, weighted by each set's image count; each run's row links to "
+          f"its own page. mean ± std: the {SPREAD}.")
+    os.makedirs(folder, exist_ok=True)
+    return html.save(doc, folder)
 
 
 def evaluate(opt: argparse.Namespace) -> None:
-    """Evaluate the checkpoint (or the --pred predictions) on every set; print, and write JSON and index.html."""
+    """Evaluate every checkpoint (or the --pred predictions) on every set; print, and write JSON and index.html."""
     prepared = open_sets(opt, parse_sets(opt.sets))
+    folder = evaluation_folder(opt)
     if opt.pred is None:
-        eval_dir, protocol = results_folder(opt), protocol_line(opt, next(iter(prepared.values()))[1])
-        results, roles = evaluate_model(opt, prepared, eval_dir)
-        title = f"Evaluation of {opt.name}, epoch {opt.epoch}"
+        dataset = next(iter(prepared.values()))[1]
+        protocol, size_policy = protocol_line(opt, dataset), dataset.size_policy_name()
+        evaluated = [evaluate_checkpoint(opt, name, epoch, prepared) for name in opt.names for epoch in opt.epochs]
+        runs, roles = [run for run, _ in evaluated], evaluated[0][1]
     else:
-        pred_dirs = parse_pred(opt.pred, list(prepared))
-        eval_dir, roles, protocol = os.path.join(opt.results_dir, opt.name, "eval_pred"), PRED_ROLES, \
-            pred_protocol_line(opt)
-        results = {name: score_predictions(opt, name, set_opt, dataset, pred_dirs[name], os.path.join(eval_dir, name))
-                   for name, (set_opt, dataset) in prepared.items()}
-        title = "Evaluation of saved predictions: " + ", ".join(f"{n}={d}" for n, d in pred_dirs.items())
-    rows = with_average(results)
-    print(f"\nMetric protocol: {protocol}\n")
-    print(markdown_table(rows, roles.labels))
+        protocol, size_policy, roles = pred_protocol_line(opt), pred_size_policy_name(opt), PRED_ROLES
+        runs = [evaluate_predictions(opt, prepared, folder)]
+    prints = set_fingerprints(runs[0])  # the same files are scored by every run
+    header = [f"Metric protocol: {protocol}", sets_line(prints)]
+    if len(runs) > 1:
+        header.append(f"Runs: {len(runs)} checkpoints ({', '.join(run.label for run in runs)}); "
+                      f"{MEAN_ROW} = the mean and the {SPREAD}.")
+    print("\n" + "\n".join(header) + "\n")
+    print(markdown_table(with_average(runs[0].results), roles.labels) if len(runs) == 1
+          else spread_markdown(runs, roles.labels))
+    about = {"psnr": opt.psnr, "size_policy": size_policy, "protocol": protocol,
+             "runs": [run.label for run in runs], **({"spread": SPREAD} if len(runs) > 1 else {})}
     if opt.json:
         os.makedirs(os.path.dirname(os.path.abspath(opt.json)), exist_ok=True)
         with open(opt.json, "w") as f:
-            json.dump(as_json(rows), f, indent=2, allow_nan=False)
+            json.dump(as_json(runs, prints, about), f, indent=2, allow_nan=False)
         print(f"\njson: {os.path.abspath(opt.json)}")
-    page = write_index(eval_dir, title, protocol, rows, roles.labels)
+    for run in runs:  # each run's own summary, as a single evaluation of it would write
+        write_index(run.folder, f"Evaluation of {run.label}", header[:2], with_average(run.results), roles.labels)
+    page = (write_spread_index(folder, f"Evaluation of {len(runs)} checkpoints", header, runs, roles.labels)
+            if len(runs) > 1 else os.path.join(runs[0].folder, "index.html"))
     print(f"summary page: {os.path.abspath(page)}")

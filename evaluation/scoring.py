@@ -28,12 +28,15 @@ from util.logs import Scores
 
 @dataclass
 class ImageResult:
-    """One test image: its name (file stem), input path, output images (visual label -> uint8) and scores."""
+    """One test image: its name (file stem), input path, output images (visual label -> uint8), scores, ground
+    truth path ('' without one) and, once saved by a test run, the digest of its files (data/fingerprint.py)."""
 
     name: str
     path: str
     images: OrderedDict[str, np.ndarray]
     scores: Scores | None  # None when the input has no ground truth
+    gt_path: str = ""
+    digest: str = ""
 
 
 def infer(model, data: dict, scored_only: bool = False) -> OrderedDict[str, np.ndarray]:
@@ -92,7 +95,7 @@ def run_test_set(model, dataset: Dataset, limit: float = math.inf, protocol: str
         path = data["I_path"][0]
         scores = score_steps(images, model.roles, protocol) if bool(data["has_gt"][0]) else None
         name = data["name"][0] if "name" in data else os.path.splitext(os.path.basename(path))[0]
-        yield ImageResult(name, path, images, scores)
+        yield ImageResult(name, path, images, scores, data["T_path"][0] if scores is not None else "")
 
 
 def mean_scores(all_scores: Sequence[Scores | None]) -> Scores | None:
@@ -110,3 +113,16 @@ def weighted_mean(parts: Sequence[tuple[int, Scores]]) -> Scores:
     labels = parts[0][1].keys()
     return {label: (sum(n * s[label][0] for n, s in parts) / total, sum(n * s[label][1] for n, s in parts) / total)
             for label in labels}
+
+
+def spread(runs: Sequence[Scores]) -> tuple[Scores, Scores]:
+    """Return (mean, sample standard deviation with n-1) over runs of each label's PSNR and SSIM (2 runs or more).
+
+    An infinite value in a column gives an infinite mean and an undefined (NaN) deviation.
+    """
+    labels = runs[0].keys()
+    values = {label: np.array([run[label] for run in runs], dtype=np.float64) for label in labels}  # (runs, 2)
+    with np.errstate(invalid="ignore"):  # inf - inf in the deviation: NaN is the answer
+        mean = {label: tuple(float(v) for v in np.mean(values[label], axis=0)) for label in labels}
+        std = {label: tuple(float(v) for v in np.std(values[label], axis=0, ddof=1)) for label in labels}
+    return mean, std

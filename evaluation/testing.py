@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from data import open_test_set
 from data.base_dataset import BaseDataset
+from data.fingerprint import describe, fingerprint, pair_digest
 from evaluation.metrics import describe_protocol
 from evaluation.scoring import ImageResult, mean_scores, run_test_set
 from models import create_model
@@ -38,26 +39,38 @@ class ResultWriter:
         os.makedirs(self.img_dir, exist_ok=True)
         self.table = MetricsCSV(os.path.join(web_dir, "metrics.csv"), roles.labels)
         self.rows: list[tuple[str, list[str], Scores | None]] = []
+        self.digests: list[str] = []
 
-    def add(self, name: str, images: OrderedDict[str, np.ndarray], scores: Scores | None) -> None:
-        """Save one image's visuals as <name>_<visual>.png and its metrics row."""
-        files = []
+    def add(self, name: str, images: OrderedDict[str, np.ndarray], scores: Scores | None,
+            files: tuple[str, str] | None = None) -> str:
+        """Save one image's visuals as <name>_<visual>.png and its metrics row; return the digest of its
+        (input, ground truth) files when it is scored, else ''."""
+        saved = []
         for label, image in images.items():
-            files.append(f"{name}_{label}.png")
-            save_image(image, os.path.join(self.img_dir, files[-1]))
+            saved.append(f"{name}_{label}.png")
+            save_image(image, os.path.join(self.img_dir, saved[-1]))
         self.table.add(name, scores)
-        self.rows.append((name, files, scores))
+        self.rows.append((name, saved, scores))
+        if scores is None or files is None:
+            return ""
+        self.digests.append(pair_digest(*files))
+        return self.digests[-1]
 
     def mean(self) -> Scores | None:
         """Return the mean scores of the images added so far (None when none has scores)."""
         return mean_scores([scores for _, _, scores in self.rows])
+
+    def test_set(self) -> str:
+        """Return the line naming the pairs scored so far: their number and fingerprint ('' when none)."""
+        return f"Test set: {describe(len(self.digests), fingerprint(self.digests))}." if self.digests else ""
 
     def finish(self, interrupted: bool = False) -> str:
         """Write the mean row (unless interrupted) and the page of the images added; return the page's path."""
         if not interrupted:
             self.table.finish(self.mean())
         title = self.title + (" (interrupted)" if interrupted else "")
-        return write_test_page(self.web_dir, title, self.protocol, self.rows, self.mean(), self.roles, self.width)
+        return write_test_page(self.web_dir, title, self.protocol, self.rows, self.mean(), self.roles, self.width,
+                               self.test_set())
 
 
 def protocol_line(opt: argparse.Namespace, dataset: BaseDataset) -> str:
@@ -80,7 +93,8 @@ def test_model(opt: argparse.Namespace, model: BaseModel, dataset: BaseDataset, 
                progress: bool = True) -> list[ImageResult]:
     """Run and score every test image, saving images, metrics.csv and index.html under web_dir; return the results.
 
-    The images themselves are not kept in the returned results (only names and scores).
+    The images themselves are not kept in the returned results (names, scores and the digests of the files
+    scored, for the set's fingerprint).
     """
     title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}"
     writer = ResultWriter(web_dir, model.roles, title, protocol_line(opt, dataset), opt.display_winsize)
@@ -89,8 +103,8 @@ def test_model(opt: argparse.Namespace, model: BaseModel, dataset: BaseDataset, 
     try:
         results = run_test_set(model, dataset, opt.num_test, opt.psnr, skip_bad=opt.skip_bad_images)
         for result in tqdm(results, total=total, desc="testing", unit="img", disable=not progress):
-            writer.add(result.name, result.images, result.scores)
-            done.append(dataclasses.replace(result, images=OrderedDict()))  # free the images
+            digest = writer.add(result.name, result.images, result.scores, (result.path, result.gt_path))
+            done.append(dataclasses.replace(result, images=OrderedDict(), digest=digest))  # free the images
     except KeyboardInterrupt:
         page = writer.finish(interrupted=True)
         print(f"\ninterrupted after {len(done)} image(s): {page} and metrics.csv hold them")
@@ -109,5 +123,8 @@ def test(opt: argparse.Namespace) -> None:
     rows = [[shown(r.name), *format_cells(r.scores, labels)] for r in done]
     rows.append(["mean", *format_cells(mean_scores([r.scores for r in done]), labels)])
     print(protocol_line(opt, dataset))
+    digests = [r.digest for r in done if r.digest]
+    if digests:
+        print(f"Test set: {describe(len(digests), fingerprint(digests))}.")
     print(text_table(["image", *metric_columns(labels)], rows))
     print(f"results page: {os.path.abspath(os.path.join(web_dir, 'index.html'))}")

@@ -23,6 +23,7 @@ import torch
 
 from data import open_test_set
 from data.base_dataset import BaseDataset
+from data.resize_natural_3_dataset import check_size_flags
 from evaluation.scoring import mean_scores, run_test_set
 from models import checkpoint
 from models.base_model import BaseModel
@@ -46,7 +47,7 @@ class ValResult:
 def validation_options(opt: argparse.Namespace) -> argparse.Namespace:
     """Return a copy of the training options that reads --val_dataroot as test.py reads a test folder."""
     return argparse.Namespace(**{**vars(opt), "is_train": False, "dataroot": opt.val_dataroot,
-                                 "keep_size": opt.val_keep_size, "max_size": opt.val_max_size,
+                                 "keep_size": opt.val_keep_size, "max_size": opt.val_max_size, "align": opt.val_align,
                                  "max_dataset_size": float("inf")})
 
 
@@ -58,6 +59,7 @@ def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
         return None
     if opt.val_freq < 1 or opt.val_max < 1:
         raise UserError(f"--val_freq {opt.val_freq} --val_max {opt.val_max}: both must be at least 1")
+    check_size_flags(opt.val_align, opt.val_keep_size, prefix="--val_")
     root = opt.val_dataroot
     if not os.path.isdir(root):
         raise UserError(f"--val_dataroot {root}: folder not found")

@@ -19,20 +19,25 @@ from util import distributed
 from util.errors import UserError
 from util.seeding import seed_everything
 
+DEFAULT_NAME = "experiment_name"
+
 
 class BaseOptions:
     """Builds, prints and saves the options of one run."""
 
     is_train = False
     needs_dataroot = True  # evaluate.py names its folders with --sets instead
+    several_runs = False  # evaluate.py: --name and --epoch take several values (every name at every epoch)
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Return the parser with the flags shared by train.py and test.py."""
         # basic parameters
         parser.add_argument("--dataroot", required=self.needs_dataroot, default="",
                             help="folder holding trainA1/trainA2[/natural_T/natural_I] or testB[/testA1]")
-        parser.add_argument("--name", type=str, default="experiment_name",
-                            help="name of the experiment: where checkpoints and results are stored")
+        runs = "+" if self.several_runs else None
+        several = " (several: each is evaluated, e.g. runs with different seeds)" if self.several_runs else ""
+        parser.add_argument("--name", type=str, default=DEFAULT_NAME, nargs=runs,
+                            help="name of the experiment: where checkpoints and results are stored" + several)
         parser.add_argument("--gpu_ids", type=str, default="0",
                             help="GPU ids, e.g. 0  0,1,2  or -1 for the CPU")
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
@@ -70,8 +75,8 @@ class BaseOptions:
         parser.add_argument("--no_flip", action="store_true", help="do not flip images for data augmentation")
         parser.add_argument("--display_winsize", type=int, default=256, help="display window size (visdom, HTML)")
         # additional parameters
-        parser.add_argument("--epoch", type=str, default="latest",
-                            help="which checkpoint to load: latest, final, or an epoch number")
+        parser.add_argument("--epoch", type=str, default="latest", nargs=runs,
+                            help="which checkpoint to load: latest, final, or an epoch number" + several)
         parser.add_argument("--load_iter", type=int, default=0,
                             help="if > 0, load the checkpoint saved at this iteration (iter_<n>) instead of --epoch")
         parser.add_argument("--verbose", action="store_true", help="print the networks")
@@ -118,13 +123,17 @@ class BaseOptions:
         """Return the folder that receives <phase>_opt.txt: checkpoints/<name>."""
         return os.path.join(opt.checkpoints_dir, opt.name)
 
+    def uses_device(self, opt: argparse.Namespace) -> bool:
+        """Return True when the run needs --gpu_ids checked (False: it runs no network and stays on the CPU)."""
+        return True
+
     def parse(self, args: list[str] | None = None, save: bool = True) -> argparse.Namespace:
         """Return the options of this run: parsed, checked, printed and saved to <phase>_opt.txt."""
         opt = self.gather_options(args)
         opt.is_train = self.is_train
         if opt.suffix:
             opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
-        opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
+        opt.gpu_ids = parse_gpu_ids(opt.gpu_ids) if self.uses_device(opt) else []
         self.check(opt, save)
         text = self.format_options(opt)
         main_process = distributed.is_main_process()  # torchrun: only rank 0 prints and saves

@@ -1,16 +1,22 @@
-"""Flags of evaluate.py: test.py's flags, with several test sets (--sets) and saved predictions (--pred)."""
+"""Flags of evaluate.py: test.py's flags, with several test sets (--sets), several checkpoints (--name and
+--epoch take several values) and saved predictions (--pred)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-from .test_options import TestOptions
+from util.errors import UserError
+
+from .base_options import DEFAULT_NAME
+from .test_options import TestOptions, results_folder
 
 
 class EvaluateOptions(TestOptions):
     """test.py's options (every test flag works), with --sets instead of --dataroot, and the evaluation flags."""
 
     needs_dataroot = False  # each --sets entry is a dataroot
+    several_runs = True
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Return the parser with the test flags and --sets, --json, --pred, --pred_suffix, --pred_resize."""
@@ -20,7 +26,9 @@ class EvaluateOptions(TestOptions):
         parser.add_argument("--json", type=str, default="", help="also write the table as JSON to this file")
         parser.add_argument("--pred", nargs="+", default=None, metavar="[NAME=]DIR",
                             help="score saved predictions instead of running a model: one NAME=DIR per set "
-                                 "(a bare DIR when there is one set); matched to ground truths by file stem")
+                                 "(a bare DIR when there is one set); matched to ground truths by file stem. "
+                                 "No network runs: --gpu_ids is ignored; results go to "
+                                 "results/eval_pred_<prediction folder>/ (results/<name>/eval_pred/ with --name)")
         parser.add_argument("--pred_suffix", type=str, default="",
                             help="--pred: only files whose name (without extension) ends with this, removed "
                                  "before matching, e.g. _fake_Ts_03 for test.py's images/")
@@ -29,3 +37,72 @@ class EvaluateOptions(TestOptions):
                                  "instead of stopping with an error")
         parser.set_defaults(phase="eval")
         return parser
+
+    def gather_options(self, args: list[str] | None = None) -> argparse.Namespace:
+        """Return the parsed options with names and epochs as lists and name, epoch the first of each."""
+        opt = super().gather_options(args)
+        opt.names, opt.epochs = listed(opt.name), listed(opt.epoch)
+        opt.name, opt.epoch = opt.names[0], opt.epochs[0]
+        return opt
+
+    def check(self, opt: argparse.Namespace, save: bool) -> None:
+        """Raise a UserError for a run list that cannot work: repeated, with --pred, --load_iter or --suffix."""
+        if opt.suffix:  # parse added it to the first name only
+            if len(opt.names) > 1:
+                raise UserError(f"--suffix {opt.suffix} with several --name: give the full names instead")
+            opt.names = [opt.name]
+        for flag, values in (("--name", opt.names), ("--epoch", opt.epochs)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise UserError(f"{flag} {' '.join(values)}: {', '.join(repeated)} given twice")
+        if opt.pred is not None and len(opt.names) * len(opt.epochs) > 1:
+            raise UserError("--pred scores saved predictions: give at most one --name and no list of --epoch")
+        if opt.load_iter > 0 and len(opt.epochs) > 1:
+            raise UserError(f"--load_iter {opt.load_iter} replaces --epoch: give one --epoch with it")
+
+    def uses_device(self, opt: argparse.Namespace) -> bool:
+        """Return False for --pred: it runs no network, so --gpu_ids is neither needed nor checked."""
+        return opt.pred is None
+
+    def options_dir(self, opt: argparse.Namespace) -> str:
+        """Return the folder of the evaluation's summary page (eval_opt.txt goes there)."""
+        return evaluation_folder(opt)
+
+
+def listed(value: str | list[str]) -> list[str]:
+    """Return a flag's values as a list (a default is a single string)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def evaluation_folder(opt: argparse.Namespace) -> str:
+    """Return the folder of evaluate.py's index.html (and eval_opt.txt).
+
+    A checkpoint: results/<name>/eval_<epoch>[_iter<n>] (test.py's rule). Several: each run keeps that folder
+    for its sets, and the summary goes to results/<name>[+<name>...]/eval_<epoch>[_<epoch>...][_iter<n>].
+    --pred: results/<name>/eval_pred with --name, else results/eval_pred_<the prediction folder's name> (with
+    several, of the folder holding them all).
+    """
+    if opt.pred is not None:
+        if opt.name != DEFAULT_NAME:
+            return os.path.join(opt.results_dir, opt.name, "eval_pred")
+        return os.path.join(opt.results_dir, f"eval_pred_{prediction_tag(opt)}")
+    if len(opt.names) == 1 and len(opt.epochs) == 1:
+        return results_folder(opt)
+    folder = os.path.join(opt.results_dir, "+".join(opt.names), "eval_" + "_".join(opt.epochs))
+    return f"{folder}_iter{opt.load_iter}" if opt.load_iter > 0 else folder
+
+
+def prediction_folders(pred: list[str], set_names: list[str]) -> list[str]:
+    """Return the folder of each --pred entry: the DIR of NAME=DIR (NAME a set name), else the entry itself."""
+    folders = []
+    for entry in pred:
+        name, sep, folder = entry.partition("=")
+        folders.append(folder if sep and name in set_names else entry)
+    return folders
+
+
+def prediction_tag(opt: argparse.Namespace) -> str:
+    """Return the name of the folder holding the --pred folders (the set names joined by '+' if it has none)."""
+    set_names = [entry.partition("=")[0] for entry in opt.sets]
+    folders = [os.path.abspath(f) for f in prediction_folders(opt.pred, set_names)]
+    return os.path.basename(os.path.commonpath(folders)) or "+".join(set_names)

@@ -52,6 +52,9 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--val_keep_size", action="store_true",
                             help="validate at the original size (test.py --keep_size); default: inputs resized "
                                  "down to a multiple of 4, test.py's default")
+        parser.add_argument("--val_align", type=int, default=0, metavar="N",
+                            help="validate with input and ground truth resized to multiples of N (test.py "
+                                 "--align, e.g. 32); 0 = off")
         parser.add_argument("--val_max_size", type=int, default=0,
                             help="downscale validation inputs whose longer side exceeds N (test.py --max_size); "
                                  "0 = never")

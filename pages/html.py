@@ -199,3 +199,25 @@ def _metric_row(name: str, scores: Scores | None, labels: Sequence[str], link: s
         for k, cell in enumerate(cells):
             classes = " ".join(c for c, on in (("mean", mean_row), ("best", k in best)) if on)
             td(cell, cls=classes) if classes else td(cell)
+
+
+def text_cells_table(header: Sequence[str], rows: Sequence[Sequence[str]], links: Sequence[str | None],
+                     emphasised: Sequence[bool], table_id: str = "runs") -> table:
+    """Add and return a table of text cells under header; a row's first cell links to its link (when not None),
+    and emphasised rows (e.g. a mean over runs) are set apart like a mean row."""
+    with table(cls="metrics", id=table_id) as tab:
+        with thead():
+            with tr():
+                for column in header:
+                    th(column)
+        with tbody():
+            for cells, link, strong in zip(rows, links, emphasised):
+                with tr():
+                    with td(__pretty=False, cls="mean") if strong else td(__pretty=False):
+                        if link:
+                            a(shown(cells[0]), href=link)
+                        else:
+                            text(shown(cells[0]))
+                    for cell in cells[1:]:
+                        td(cell, cls="mean") if strong else td(cell)
+    return tab

@@ -22,10 +22,11 @@ def files_by_visual(name: str, files: Sequence[str]) -> dict[str, str]:
 
 
 def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tuple[str, list[str], Scores | None]],
-                    mean: Scores | None, roles: VisualRoles, width: int = 256) -> str:
+                    mean: Scores | None, roles: VisualRoles, width: int = 256, test_set: str = "") -> str:
     """Write web_dir/index.html for rows of (image name, its image files in images/, scores); return its path.
 
-    Thumbnails fill a five-column grid; `width` caps their size (px) when the window is wider.
+    Thumbnails fill a five-column grid; `width` caps their size (px) when the window is wider. test_set: the
+    line naming the pairs scored (their number and fingerprint), shown under the protocol.
     """
     doc = html.new_page(title)
     doc.head.add(style(f".grid img {{ max-width: {int(width)}px; }}"))
@@ -33,6 +34,8 @@ def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tupl
     with doc:
         h1(html.shown(title))
         p(protocol, cls="note", id="protocol")
+        if test_set:
+            p(test_set, cls="note", id="test-set")
         h2(f"PSNR (dB) / SSIM against the ground truth T ({with_gt} of {len(rows)} images have one)")
         p("Green: the best step of each row, for PSNR and for SSIM. Click a name to go to its images.", cls="note")
         html.metrics_table([(name, scores, f"#image-{k}") for k, (name, _, scores) in enumerate(rows)], roles.labels,

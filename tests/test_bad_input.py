@@ -30,10 +30,10 @@ def assert_one_line_error(proc, *needles: str) -> str:
     return lines[0]
 
 
-def save_random_generators(ckpt: Path, prefix: str = "final") -> None:
-    """Write random-init G_T / G_R checkpoints as <prefix>_net_G_*.pth."""
+def save_random_generators(ckpt: Path, prefix: str = "final", seed: int = 0) -> None:
+    """Write random-init G_T / G_R checkpoints (torch seeded with seed) as <prefix>_net_G_*.pth."""
     ckpt.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for name in ("G_T", "G_R"):
         torch.save(ConvLSTMGenerator().state_dict(), ckpt / f"{prefix}_net_{name}.pth")
 

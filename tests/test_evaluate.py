@@ -95,7 +95,7 @@ def test_checkpoint_numbers_equal_test_py_means(tmp_path: Path) -> None:
     assert "s2" in proc.stdout and "without ground truth are skipped" in proc.stdout  # listed once
     assert proc.stdout.count("without ground truth") == 1
     report = json.loads(out.read_text())
-    assert list(report) == ["syn", "real", "average"]
+    assert list(report) == ["syn", "real", "average", "evaluation"]
     assert report["syn"]["images"] == 2 and report["real"]["images"] == 1 and report["average"]["images"] == 3
     for name in ("syn", "real"):
         for label in ("I", "T_1", "T_2", "T_3"):
