@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, run_script, write_png
 from PIL import Image
+from test_bad_input import save_random_generators
 from test_evaluate import bandwise, mean_row, photo_pair, read
-from test_faults import save_random_generators
 
 from util.errors import UserError
 
