@@ -19,8 +19,9 @@ from .base_model import BaseModel, NonFiniteLossError
 N_STEPS = 3
 # Dynamo compiles ConvLSTMGenerator.forward once per variant (guard set), for G_T and G_R together: train or
 # eval mode, zero or given LSTM state, with or without the extra heads, input with or without grad, and a
-# static then a dynamic shape per mode when the image size changes. A training run with validation needs
-# about 10, past dynamo's default limit of 8, after which new variants silently run uncompiled.
+# static then a dynamic shape per mode when the image size changes. Counted on the CPU: 4 for training, 3
+# more for validation, 3 more when a second validation size makes them dynamic (10), 14 if the training size
+# changes too; dynamo's default limit is 8, after which new variants silently run uncompiled.
 RECOMPILE_LIMIT = 32
 
 
