@@ -46,6 +46,24 @@ class VisualRoles:
         return dict(self.steps)[label]
 
 
+def select_kernels(opt: argparse.Namespace) -> None:
+    """Set cuDNN's benchmark mode and torch's deterministic mode for this run's options (returns nothing).
+
+    Benchmark mode times every convolution algorithm once per input size and keeps the fastest: worth it for
+    training's fixed crops and for --tile's equal tiles, not for test images of many sizes, where each new
+    size is timed again and the trial workspaces inflate the peak memory. --deterministic turns it off and
+    makes torch use deterministic algorithms (bit-identical GPU runs, somewhat slower).
+    """
+    deterministic = bool(getattr(opt, "deterministic", False))
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is created.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    fixed_sizes = opt.is_train or bool(getattr(opt, "tile", 0))
+    torch.backends.cudnn.benchmark = bool(opt.gpu_ids) and fixed_sizes and not deterministic
+
+
 class BaseModel(ABC):
     """Subclasses set loss_names, model_names, visual_names, roles and optimizers, and implement the abstract methods.
 
@@ -60,9 +78,7 @@ class BaseModel(ABC):
         self.gpu_ids = opt.gpu_ids
         self.is_train = opt.is_train
         self.device = torch.device("cuda", self.gpu_ids[0]) if self.gpu_ids else torch.device("cpu")
-        if self.gpu_ids:
-            # Let cuDNN time its kernels once per input size (fixed crops in training) and keep the fastest.
-            torch.backends.cudnn.benchmark = True
+        select_kernels(opt)
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.loss_names: list[str] = []
         self.model_names: list[str] = []

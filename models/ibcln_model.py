@@ -17,6 +17,12 @@ from . import losses, networks, tiling
 from .base_model import BaseModel, NonFiniteLossError, VisualRoles
 
 N_STEPS = 3
+# Dynamo compiles ConvLSTMGenerator.forward once per variant (guard set), for G_T and G_R together: train or
+# eval mode, zero or given LSTM state, with or without the extra heads, input with or without grad, and a
+# static then a dynamic shape per mode when the image size changes. Counted on the CPU: 4 for training, 3
+# more for validation, 3 more when a second validation size makes them dynamic (10), 14 if the training size
+# changes too; dynamo's default limit is 8, after which new variants silently run uncompiled.
+RECOMPILE_LIMIT = 32
 
 # I and T_1..T_3 are scored against the ground truth T; the page shows the T row over the R row (R_k under
 # T_k). T_0 (= I) and R_0 (the constant start) are not shown.
@@ -99,6 +105,9 @@ class IBCLNModel(BaseModel):
         self.loss_names = ["idt_T", "res", "MP", "G", "T", "idt_R", "R", "D"]
         self.visual_names = ["fake_Ts", "real_T", "real_I", "fake_Rs"]
         self.model_names = ["G_T", "G_R", "D"] if self.is_train else ["G_T", "G_R"]
+        if getattr(opt, "compile", False) and len(self.gpu_ids) > 1:
+            raise UserError("--compile with several --gpu_ids: DataParallel replicas would run the first GPU's "
+                            "compiled code; train on several GPUs with torchrun (docs/gpu.md), or drop --compile")
         self.amp_dtype = resolve_amp(getattr(opt, "amp", "none"), self.device)
         self.channels_last = bool(getattr(opt, "channels_last", False))
         self.tile = int(getattr(opt, "tile", 0) or 0)
@@ -141,6 +150,9 @@ class IBCLNModel(BaseModel):
                 import torch._inductor.config as inductor_config
 
                 inductor_config.freezing = True
+            import torch._dynamo.config as dynamo_config
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
             net.compile()  # in place: unlike torch.compile(net), no _orig_mod. prefix in the state_dict
         return net
 
@@ -287,6 +299,12 @@ def cpu_has_native_bf16() -> bool:
     return any(check is not None and check() for check in checks)
 
 
+def cuda_has_native_bf16() -> bool:
+    """Return whether the current CUDA device computes bfloat16 natively (compute capability 8.0 or later)."""
+    # Without including_emulation=False torch also says yes on a T4 or V100, which only emulate bf16.
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Return the autocast dtype for --amp on device (None for none); a choice the device cannot run is a UserError."""
     if amp in (None, "none"):
@@ -302,7 +320,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
                             "would be slower than fp32; drop --amp (AMP is for CUDA devices and bf16-capable CPUs)")
         return torch.bfloat16
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise UserError("--amp bf16: this GPU does not support bfloat16; use --amp fp16")
+        return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
+    if amp == "bf16" and not cuda_has_native_bf16():
+        raise UserError("--amp bf16: this GPU has no native bfloat16 (compute capability below 8.0); use --amp fp16")
     return torch.bfloat16 if amp == "bf16" else torch.float16

@@ -44,6 +44,9 @@ class BaseOptions:
         parser.add_argument("--seed", type=int, default=None,
                             help="seed python, numpy, torch and the data workers (reproducible for a given "
                                  "--num_threads); unset = not seeded")
+        parser.add_argument("--deterministic", action="store_true",
+                            help="deterministic algorithms and no cuDNN benchmark mode, so that a GPU run with "
+                                 "--seed repeats bit for bit (slower; docs/gpu.md)")
         # model parameters
         parser.add_argument("--model", type=str, default="ibcln", help="which model to use (case-insensitive)")
         parser.add_argument("--input_nc", type=int, default=3, help="channels of an input image")

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -57,7 +57,7 @@ from benchmark_data import cpu_model, measure, usable_cores, write_photos  # noq
 
 from models import create_model  # noqa: E402
 from models.base_model import BaseModel  # noqa: E402
-from models.ibcln_model import cpu_has_native_bf16  # noqa: E402
+from models.ibcln_model import cpu_has_native_bf16, resolve_amp  # noqa: E402
 from options.test_options import TestOptions  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 
@@ -154,20 +154,39 @@ class Meter:
         return seconds, peak, peak - before
 
 
+@contextlib.contextmanager
+def matmul_precision_of_convolutions() -> Iterator[bool]:
+    """Within the block, let fp32 matrix products use TF32 exactly when cuDNN's convolutions may; yield that setting.
+
+    torch's defaults differ (TF32 on for convolutions, off for matmuls): a TF32 convolution measured against
+    an IEEE-fp32 matmul peak could show more than 100% of it.
+    """
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        yield torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """Return the median TFLOP/s of an n x n matrix product on device in dtype (the device's practical peak)."""
+    """Return the median TFLOP/s of an n x n matrix product on device in dtype (the device's practical peak).
+
+    fp32 products run at the precision the convolutions get (matmul_precision_of_convolutions).
+    """
     a = torch.rand(n, n, device=device, dtype=dtype)
     b = torch.rand(n, n, device=device, dtype=dtype)
     times = []
-    for k in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if k:
-            times.append(time.perf_counter() - start)
+    with matmul_precision_of_convolutions():
+        for k in range(repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if k:
+                times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times) / 1e12
 
 
@@ -339,6 +358,7 @@ def bench_phase(phase: str, size: int, variants: list[str], args: argparse.Names
             flops[v] = count_flops(twin.optimize_parameters if phase == "train" else twin.test)
             del twin
         entry = results.setdefault(v, {"flags": variant_flags(v, args.device)})
+        entry[f"{key}_cudnn_benchmark"] = torch.backends.cudnn.benchmark  # as the phase's models set it
         median = statistics.median(times[v])
         entry[f"{key}_s"] = median
         entry[f"{key}_times_s"] = times[v]
@@ -454,7 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     if args.device == "cuda":
         name = torch.cuda.get_device_name(0)
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        amp_dtype = resolve_amp("auto", device)  # bf16 only where the GPU has it natively, as --amp decides
         matmul = {"fp32": matmul_tflops(device, torch.float32, 8192), "amp": matmul_tflops(device, amp_dtype, 8192)}
     else:
         name = cpu_model()
@@ -471,8 +491,9 @@ def main(argv: list[str] | None = None) -> dict:
         "device": {"type": args.device, "name": name, "cores_usable": usable_cores(),
                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                    "python": platform.python_version(),
-                   "cudnn_benchmark": bool(args.device == "cuda"),
                    "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32) if args.device == "cuda" else None,
+                   "fp32_matmul_peak_tf32": (bool(torch.backends.cudnn.allow_tf32) if args.device == "cuda"
+                                             else None),
                    "amp_dtype": str(amp_dtype).split(".")[-1] if amp_dtype else None},
         "settings": {"repeats": args.repeats, "warmup": args.warmup, "train_size": args.train_size,
                      "train_batch": args.train_batch, "test_sizes": args.test_sizes, "variants": variants},

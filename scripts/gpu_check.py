@@ -1,9 +1,13 @@
-"""The GPU check's steps, each with its own time limit (started by scripts/gpu_check.sh, whose header says how).
+"""The GPU check's steps, each within its share of the time budget (scripts/gpu_check.sh starts it; see its header).
 
-Writes <out>/summary.json (per step: status passed|failed|skipped, seconds, details; rewritten after every step,
-so a run cut short keeps what it did) and <out>/gpu_check.log (every command and its output). Exit status 1
-if any step failed. --cpu-dry-run runs every step on the CPU at tiny sizes (the JSON says what ran instead of
-the CUDA-only parts), so that the script itself is tested without a GPU.
+Writes <out>/summary.json (per step: status passed|failed|skipped, seconds, its time limit, details; rewritten
+after every step, so a run cut short keeps what it did) and <out>/gpu_check.log (every command and its output).
+Exit status 1 if any step failed. --cpu-dry-run runs every step on the CPU at tiny sizes (the JSON says what
+ran instead of the CUDA-only parts), so that the script itself is tested without a GPU.
+
+Time: --budget seconds in all, split by STEP_SHARES (plan() gives every step's limit; they add up to the
+budget). A step may use its limit plus whatever the steps before it left unused, never more, and each
+command of a step gets its own part of the step's time, so no command can take the time of the ones after it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpu_prepare import EXPECTED_INSTALLED, BundleError, install_bundle
+
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds of each step at the default --budget of 480 (8 minutes); other budgets scale them (plan()).
+STEP_SHARES = {1: 25, 2: 110, 3: 130, 4: 35, 5: 40, 6: 60, 7: 80}
+DEFAULT_BUDGET = {"cuda": 480.0, "cpu-dry-run": 600.0}  # the dry run's CPU steps are slower on a small machine
+
+
+def plan(budget: float, steps: list[int]) -> dict[int, float]:
+    """Return each chosen step's time limit: the budget split in proportion to STEP_SHARES, adding up to it."""
+    total = sum(STEP_SHARES[s] for s in steps)
+    limits = {s: round(budget * STEP_SHARES[s] / total, 1) for s in steps}
+    last = steps[-1]
+    limits[last] = round(budget - sum(v for s, v in limits.items() if s != last), 1)
+    return limits
 
 
 class Check:
@@ -39,9 +57,22 @@ class Check:
         self.log_path.write_text("")
         self.python = sys.executable
         self.deadline = time.time() + args.budget
+        self.step_deadline = self.deadline
         self.gpu = "-1" if self.dry else "0"
+        self.bundle = Path(args.bundle).resolve() if args.bundle else None
+        self.site: Path | None = None  # where step 1 installs the bundle's wheels
+        self.plan = plan(args.budget, sorted(args.steps))
         self.summary: dict[str, Any] = {"mode": "cpu-dry-run" if self.dry else "cuda", "python": self.python,
-                                        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": []}
+                                        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "budget_s": args.budget,
+                                        "plan_s": self.plan, "steps": []}
+
+    def left(self) -> float:
+        """Return the seconds left to the current step."""
+        return self.step_deadline - time.time()
+
+    def part(self, weight: float, pending: float) -> float:
+        """Return a command's time: `weight` parts of the step's time left, shared with `pending` parts in all."""
+        return self.left() * weight / pending
 
     def log(self, text: str) -> None:
         """Append text to the log and echo it."""
@@ -50,9 +81,12 @@ class Check:
             f.write(text + "\n")
 
     def run(self, command: list[str], timeout: float, env: dict | None = None) -> tuple[int, str]:
-        """Run command from the repository root within timeout seconds; return (exit status, output), 124: timed out."""
-        timeout = min(timeout, self.deadline - time.time())
-        require(timeout > 5, "out of time (--budget)")
+        """Run command from the repository root within timeout seconds (and the step's limit); return (status, output).
+
+        Status 124: killed at the time limit.
+        """
+        timeout = min(timeout, self.left())
+        require(timeout > 5, "out of time: this step's share of --budget is spent")
         self.log("$ " + " ".join(command))
         environment = self.environment(env)
         proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -69,15 +103,24 @@ class Check:
         return status, output
 
     def environment(self, extra: dict | None = None) -> dict:
-        """Return the subprocesses' environment: the repository on PYTHONPATH; one thread each in a dry run."""
+        """Return the subprocesses' environment: the repository (and the bundle's packages) on PYTHONPATH.
+
+        One thread each in a dry run.
+        """
         threads = {"OMP_NUM_THREADS": "1"} if self.dry else {}
-        return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **threads,
-                **(extra or {})}
+        paths = [str(ROOT), *([str(self.site)] if self.site else []), os.environ.get("PYTHONPATH", "")]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **threads, **(extra or {})}
 
     def record(self, number: int, name: str, fn: Callable[[], dict]) -> None:
-        """Run one step, catching any exception as a failure, and rewrite summary.json."""
-        self.log(f"\n===== step {number}: {name} =====")
+        """Run one step within its limit (its plan, plus what earlier steps left), catching any exception as a failure.
+
+        Rewrites summary.json.
+        """
         start = time.time()
+        pending = sum(self.plan[s] for s in self.plan if s >= number)
+        limit = (self.deadline - start) * self.plan[number] / pending
+        self.step_deadline = start + limit
+        self.log(f"\n===== step {number}: {name} (at most {limit:.0f} s) =====")
         try:
             details = fn()
             status = details.pop("status", "passed")
@@ -86,7 +129,7 @@ class Check:
         except Exception as err:  # a bug in the check itself must not hide the other steps
             status, details = "failed", {"error": f"{type(err).__name__}: {err}"}
         entry = {"step": number, "name": name, "status": status, "seconds": round(time.time() - start, 1),
-                 "details": details}
+                 "limit_s": round(limit, 1), "details": details}
         self.summary["steps"].append(entry)
         self.log(f"----- step {number} {status} in {entry['seconds']} s: {json.dumps(details)[:2000]}")
         self.write_summary()
@@ -113,32 +156,46 @@ def require(ok: bool, message: str, **details: Any) -> None:
 
 # ----- step 1: environment ---------------------------------------------------------------------------------------
 
+NEEDED_MODULES = (*EXPECTED_INSTALLED, "dominate", "pytest")
 ENV_PROBE = """
-import json, torch, importlib.util
-info = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
+import json, importlib.util, sys, torch
+from models.ibcln_model import cpu_has_native_bf16, cuda_has_native_bf16
+info = {"python": ".".join(map(str, sys.version_info[:3])), "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device_count": torch.cuda.device_count(),
-        "modules": {m: importlib.util.find_spec(m) is not None for m in ("dominate", "visdom", "pytest", "skimage")}}
+        "modules": {m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}}
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
+    # bf16 counts only where it is native (torch's default answer includes emulated bf16, as on a T4 or V100).
     info.update(gpu=p.name, memory_gib=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
-                bf16=torch.cuda.is_bf16_supported())
+                bf16=cuda_has_native_bf16())
 else:
-    from models.ibcln_model import cpu_has_native_bf16
     info.update(cpu_bf16=cpu_has_native_bf16())
 print("ENV " + json.dumps(info))
 """
 
 
 def step_environment(c: Check) -> dict:
-    status, output = c.run([c.python, "-c", ENV_PROBE], 120)
+    details: dict[str, Any] = {}
+    if c.bundle is not None:
+        try:
+            details["bundle"] = install_bundle(c.bundle, c.out / "site", c.python)
+        except BundleError as err:
+            raise StepFailed(str(err)) from None
+        c.site = c.out / "site"
+    status, output = c.run([c.python, "-c", ENV_PROBE, *NEEDED_MODULES], 120)
     line = next((x for x in output.splitlines() if x.startswith("ENV ")), None)
     require(status == 0 and line is not None, "could not read the environment")
     info = json.loads(line[4:])
     c.summary["environment"] = info
+    details.update(info)
+    missing = [m for m, found in info["modules"].items() if not found]
+    require(not missing, f"missing Python modules {missing}: give --bundle DIR, made with --prepare (see "
+                         "scripts/gpu_check.sh)", **details)
     if not c.dry:
-        require(info["cuda_available"], "torch sees no CUDA device", **info)
-    return info
+        require(info["cuda_available"], "torch sees no CUDA device", **details)
+    return details
 
 
 # ----- step 2: the tests with CUDA variants ----------------------------------------------------------------------
@@ -148,7 +205,7 @@ def step_tests(c: Check) -> dict:
         command = [c.python, "-m", "pytest", "-q", "-rs", "tests/test_cuda.py"]
     else:
         command = [c.python, "-m", "pytest", "-q", "-rs", "-m", "cuda", "tests/test_cuda.py"]
-    status, output = c.run(command, 240, env={"IBCLN_TEST_THREADS": "1" if c.dry else "4"})
+    status, output = c.run(command, c.left(), env={"IBCLN_TEST_THREADS": "1" if c.dry else "4"})
     tail = [x for x in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|errors?)\b.* in ", x)]
     details = {"ran": "tests/test_cuda.py (marker cuda)" if not c.dry else
                "tests/test_cuda.py, which skips itself without CUDA (the CPU checks are the regular test suite's)",
@@ -160,7 +217,9 @@ def step_tests(c: Check) -> dict:
 # ----- step 3: training smoke runs -------------------------------------------------------------------------------
 
 def smoke_data(c: Check) -> Path:
-    """Return the demo dataset (scripts/make_demo_data.py: scikit-image's bundled photos, no download)."""
+    """Return the demo dataset: the bundle's, else made here by scripts/make_demo_data.py (scikit-image's photos)."""
+    if c.bundle is not None and (c.bundle / "demo_data" / "manifest.json").is_file():
+        return c.bundle / "demo_data"
     root = c.work / "demo_data"
     if not (root / "manifest.json").is_file():
         status, _ = c.run([c.python, "scripts/make_demo_data.py", str(root), "--seed", "0"], 180)
@@ -178,6 +237,10 @@ def train_command(c: Check, name: str, *flags: str) -> list[str]:
             "--seed", "1", *size, *flags]
 
 
+# Parts of step 3's time per run: compiling takes longer than the eager runs.
+RUN_WEIGHTS = {"fp32": 1, "amp_bf16": 1, "amp_fp16": 1, "channels_last": 1, "compile": 3, "continue_train": 1}
+
+
 def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Return (name -> extra flags) of the smoke runs this mode can do, and the ones left out with the reason."""
     variants = {"fp32": [], "amp_bf16": ["--amp", "bf16"], "amp_fp16": ["--amp", "fp16"],
@@ -188,17 +251,21 @@ def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
         left_out["compile"] = "minutes of C++ compilation on a CPU"
         left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_speed_options.py covers it)"
         left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_speed_options.py trains it)"
+    elif not c.summary.get("environment", {}).get("bf16", True):
+        left_out["amp_bf16"] = "this GPU has no native bfloat16 (--amp bf16 is refused there; --amp picks fp16)"
     return {k: v for k, v in variants.items() if k not in left_out}, left_out
 
 
 def step_training(c: Check) -> dict:
     variants, left_out = training_variants(c)
+    pending = sum(RUN_WEIGHTS[name] for name in variants) + RUN_WEIGHTS["continue_train"]
     results: dict[str, str] = {}
     for name, flags in variants.items():
-        status, output = c.run(train_command(c, f"smoke_{name}", *flags), 150)
+        status, output = c.run(train_command(c, f"smoke_{name}", *flags), c.part(RUN_WEIGHTS[name], pending))
+        pending -= RUN_WEIGHTS[name]
         ok = status == 0 and (c.work / "checkpoints" / f"smoke_{name}" / "final_net_G_T.pth").is_file()
         results[name] = "passed" if ok else f"failed (exit {status})"
-    status, output = c.run(train_command(c, "smoke_fp32", "--continue_train", "--niter", "2"), 150)
+    status, output = c.run(train_command(c, "smoke_fp32", "--continue_train", "--niter", "2"), c.left())
     resumed = status == 0 and "resuming after epoch 1" in output
     results["continue_train"] = "passed" if resumed else f"failed (exit {status})"
     details = {"runs": results, "left_out": left_out, "device": "cuda:0" if not c.dry else "cpu"}
@@ -212,10 +279,10 @@ def step_torchrun(c: Check) -> dict:
     gpus = c.summary.get("environment", {}).get("device_count", 0)
     counts = [2] if c.dry else ([1, 2] if gpus >= 2 else [1])
     results = {}
-    for n in counts:
+    for k, n in enumerate(counts):
         command = [c.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
                    *train_command(c, f"ddp{n}")[1:]]
-        status, output = c.run(command, 180)
+        status, output = c.run(command, c.part(1, len(counts) - k))
         synced = n == 1 or f"DDP: {n} processes" in output
         results[f"{n} process(es)"] = "passed" if status == 0 and synced else f"failed (exit {status})"
     details = {"backend": "gloo (CPU dry run)" if c.dry else "nccl", "runs": results,
@@ -255,11 +322,12 @@ def step_large_test(c: Check) -> dict:
         (root / folder).mkdir(parents=True, exist_ok=True)
         photo.save(root / folder / "large.png")
     results = {}
-    for label, flags in (("whole", []), ("tiled", ["--tile", str(tile), "--tile_overlap", str(overlap)])):
+    for k, (label, flags) in enumerate((("whole", []), ("tiled", ["--tile", str(tile), "--tile_overlap",
+                                                                   str(overlap)]))):
         args = ["--dataroot", str(root), "--name", "smoke_fp32", "--model", "IBCLN", "--epoch", "final",
                 "--gpu_ids", c.gpu, "--checkpoints_dir", str(c.work / "checkpoints"),
                 "--results_dir", str(c.work / f"large_{label}"), "--keep_size", "--channels_last", *flags]
-        status, output = c.run([c.python, "-c", MEASURE_TEST, *args], 150)
+        status, output = c.run([c.python, "-c", MEASURE_TEST, *args], c.part(1, 2 - k))
         line = next((x for x in output.splitlines() if x.startswith("PEAK ")), None)
         results[label] = {"status": "passed" if status == 0 else f"failed (exit {status})",
                           **(json.loads(line[5:]) if line else {})}
@@ -273,6 +341,10 @@ def step_large_test(c: Check) -> dict:
 
 # ----- step 6: the benchmark -------------------------------------------------------------------------------------
 
+# The compiled variants (compile, and fast, which compiles on CUDA) compile for every size: more than the step's
+# share of the budget; step 3 trains with --compile.
+BENCHMARK_VARIANTS = "plain,channels_last,amp,fast_fp32"
+
 def step_benchmark(c: Check) -> dict:
     path = c.out / "benchmark.json"
     if c.dry:
@@ -280,9 +352,9 @@ def step_benchmark(c: Check) -> dict:
                    "32", "--train_size", "32", "--repeats", "1", "--warmup", "1", "--threads", "1", "--skip_data",
                    "--json", str(path)]
     else:
-        command = [c.python, "scripts/benchmark.py", "--device", "cuda", "--variants", "all", "--sizes", "full",
-                   "--repeats", "2", "--warmup", "1", "--skip_data", "--json", str(path)]
-    status, _ = c.run(command, 100 if c.dry else 180)
+        command = [c.python, "scripts/benchmark.py", "--device", "cuda", "--variants", BENCHMARK_VARIANTS,
+                   "--sizes", "256,1024", "--repeats", "2", "--warmup", "1", "--skip_data", "--json", str(path)]
+    status, _ = c.run(command, c.left())
     require(status == 0 and path.is_file(), f"scripts/benchmark.py failed (exit {status})")
     report = json.loads(path.read_text())
     peaks = report["matmul_tflops"]
@@ -295,22 +367,27 @@ def step_benchmark(c: Check) -> dict:
         rows[name]["host_reads_per_step"] = entry.get("train_iter_host_reads")
         rows[name]["cuda_syncs_per_step"] = entry.get("train_iter_cuda_syncs")
     return {"json": str(path), "device": report["device"], "matmul_tflops": peaks, "variants": rows,
-            "speedup_vs_plain": report.get("speedup_vs_plain")}
+            "speedup_vs_plain": report.get("speedup_vs_plain"),
+            "left_out": {} if c.dry else {"compile, fast": "compile time per size exceeds the step's share"}}
 
 
 # ----- step 7: the timed quality run -----------------------------------------------------------------------------
 
-def benchmark_sets(c: Check) -> dict[str, Path]:
-    """Return the scoring sets found under --benchmarks (CEILNet synthetic 100 and the five real pairs)."""
-    base = Path(c.args.benchmarks)
-    found = {name: base / folder for name, folder in (("ceilnet100", "ceilnet_synthetic100"), ("real5", "real_pairs5"))
-             if (base / folder / "testB").is_dir()}
-    require(bool(found), f"no benchmark sets under {base} (--benchmarks; copy ../shared/benchmarks into the checkout)")
-    return found
+def scoring_sets(c: Check) -> dict[str, Path]:
+    """Return the quality run's scoring sets: the demo data's held-out test pairs and each set of the benchmarks.
+
+    Benchmarks: the bundle's benchmarks/ folder, and --benchmarks; a set is a folder with testB/ (and testA1/).
+    """
+    sets = {"demo_test": smoke_data(c)}
+    folders = [c.bundle / "benchmarks"] if c.bundle is not None else []
+    folders += [Path(c.args.benchmarks)] if c.args.benchmarks else []
+    for folder in folders:
+        sets.update({p.name: p for p in sorted(folder.iterdir()) if (p / "testB").is_dir()} if folder.is_dir() else {})
+    return sets
 
 
-def timed_training(c: Check, command: list[str], seconds: float) -> tuple[int, str]:
-    """Run train.py for `seconds`, then stop it with Ctrl-C (it saves 'latest'); return (exit status, output)."""
+def timed_training(c: Check, command: list[str], seconds: float, grace: float) -> tuple[int, str]:
+    """Run train.py for `seconds`, then Ctrl-C it (it saves 'latest', given `grace` s); return (status, output)."""
     c.log("$ " + " ".join(command) + f"   [stopped with SIGINT after {seconds:.0f} s]")
     proc = subprocess.Popen(command, cwd=ROOT, env=c.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -319,7 +396,7 @@ def timed_training(c: Check, command: list[str], seconds: float) -> tuple[int, s
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=90)
+            output, _ = proc.communicate(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
@@ -333,25 +410,31 @@ def score_with_evaluate(c: Check, name: str, sets: dict[str, Path]) -> dict:
     limit = ["--num_test", "2", "--max_size", "64"] if c.dry else []
     status, _ = c.run([c.python, "evaluate.py", "--name", name, "--epoch", "latest", "--checkpoints_dir",
                        str(c.work / "checkpoints"), "--results_dir", str(c.work / "results"), "--gpu_ids", c.gpu,
-                       "--json", str(path), *limit, "--sets", *[f"{k}={v}" for k, v in sets.items()]], 300)
+                       "--json", str(path), *limit, "--sets", *[f"{k}={v}" for k, v in sets.items()]], c.left())
     require(status == 0 and path.is_file(), "evaluate.py failed")
     report = json.loads(path.read_text())
     return {k: {"images": v["images"], "PSNR_I": v["psnr"]["I"], "SSIM_I": v["ssim"]["I"],
                 "PSNR_T_3": v["psnr"]["T_3"], "SSIM_T_3": v["ssim"]["T_3"]} for k, v in report.items() if k in sets}
 
 
+# Parts of step 7's time: making the training set, training, saving after Ctrl-C, scoring.
+QUALITY_PARTS = {"make_set": 1.0, "train": 5.5, "save": 1.0, "score": 2.5}
+
+
 def step_quality(c: Check) -> dict:
-    """Train with the fast settings for --minutes on a synthetic set, validate each epoch, score T_3 against I."""
-    sets = benchmark_sets(c)
-    # --photos (e.g. the BSDS500 photos) or, without it, the demo data's training photos (scikit-image's).
-    photos = c.args.photos or str(smoke_data(c) / "trainA1")
-    details: dict[str, Any] = {"minutes": c.args.minutes, "vgg_weights": c.args.vgg_weights, "photos": photos}
+    """Train with the fast settings within the step's time, validate each epoch, score T_3 against I."""
+    sets = scoring_sets(c)
+    # --photos, else the bundle's photos, else the demo data's training photos (scikit-image's).
+    bundled = c.bundle / "photos" if c.bundle is not None else None
+    photos = c.args.photos or (str(bundled) if bundled and bundled.is_dir() else str(smoke_data(c) / "trainA1"))
+    details: dict[str, Any] = {"vgg_weights": c.args.vgg_weights, "photos": photos, "sets": sorted(sets)}
     data = c.work / "synthetic_train"
     if data.exists():
         shutil.rmtree(data)
-    held_out = 4 if c.dry else 50
+    held_out = 4 if c.dry else 16
     status, _ = c.run([c.python, "scripts/make_synthetic_set.py", "--train", "--photos", photos, "--out", str(data),
-                       "--n", str(held_out), "--seed", "1", "--size", "64" if c.dry else "256"], 240)
+                       "--n", str(held_out), "--seed", "1", "--size", "64" if c.dry else "256"],
+                      c.part(QUALITY_PARTS["make_set"], sum(QUALITY_PARTS.values())))
     require(status == 0, "scripts/make_synthetic_set.py failed")
     fast = [] if c.dry else ["--channels_last", "--amp"]
     size = ["--load_size", "40", "--crop_size", "32", "--dataset_size", "8", "--num_threads", "0"] if c.dry else \
@@ -363,13 +446,13 @@ def step_quality(c: Check) -> dict:
                "--niter", "1" if c.dry else "1000",
                "--print_freq", "200", "--save_epoch_freq", "0", "--seed", "1", "--overwrite",
                "--val_dataroot", str(data / "val"), "--val_max", str(held_out), *size, *fast]
-    scoring = 20 if c.dry else 75  # seconds kept for scoring after the training
-    # The dry run's one epoch may take longer than --minutes on a loaded machine: it gets up to 2 minutes.
-    wanted = max(c.args.minutes * 60, 120) if c.dry else c.args.minutes * 60
-    seconds = min(wanted, c.deadline - time.time() - scoring)
-    require(seconds > 10, "out of time (--budget) for the quality run")
-    details["minutes_limit"] = round(seconds / 60, 2)
-    status, output = timed_training(c, command, seconds)
+    left, pending = c.left(), QUALITY_PARTS["train"] + QUALITY_PARTS["save"] + QUALITY_PARTS["score"]
+    seconds = left * QUALITY_PARTS["train"] / pending
+    if c.args.minutes is not None:  # a shorter run leaves the rest to the scoring
+        seconds = min(seconds, c.args.minutes * 60)
+    require(seconds > 10, "out of time: too little of --budget left for the quality run")
+    details["training_limit_s"] = round(seconds)
+    status, output = timed_training(c, command, seconds, grace=left * QUALITY_PARTS["save"] / pending)
     epochs = [x for x in output.splitlines() if x.startswith("end of epoch")]
     details.update(train_exit=status, epochs_done=len(epochs), fast_flags=fast)
     require((c.work / "checkpoints" / "quality" / "latest_net_G_T.pth").is_file(), "no 'latest' checkpoint saved",
@@ -393,25 +476,38 @@ STEPS = [("environment", step_environment), ("tests with CUDA variants", step_te
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU at tiny sizes (< 3 min)")
-    parser.add_argument("--minutes", type=float, default=None, help="training time of the quality run (default 4; "
-                        "dry run 0.33)")
+    parser.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU at tiny sizes")
+    parser.add_argument("--bundle", default=None,
+                        help="folder made by gpu_check.sh --prepare: install its wheels (offline) and use its data")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="at most this many minutes of training in the quality run (default: its share of "
+                             "--budget)")
     parser.add_argument("--photos", default=None, help="photo folder for the quality run's synthetic training set")
-    parser.add_argument("--benchmarks", default=str(ROOT.parent / "shared" / "benchmarks"),
-                        help="folder holding ceilnet_synthetic100/ and real_pairs5/")
+    parser.add_argument("--benchmarks", default=None,
+                        help="folder of extra scoring sets for the quality run (each a folder with testB/, testA1/)")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "results" / "gpu_check"))
-    parser.add_argument("--steps", default="1,2,3,4,5,6,7", help="comma-separated step numbers to run")
-    parser.add_argument("--budget", type=float, default=480,
-                        help="seconds for the whole check: step time limits and the quality run shrink to fit")
+    parser.add_argument("--steps", default="1,2,3,4,5,6,7",
+                        help="comma-separated step numbers to run (step 1, the environment, always runs)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for the whole check, split among the steps (default 480; dry run 600)")
     parser.add_argument("--vgg_weights", default=None,
-                        help="VGG19 of the perceptual loss: default imagenet when torch's cache holds it, else random")
+                        help="VGG19 of the perceptual loss: default the bundle's layers, else imagenet when torch's "
+                             "cache holds it, else random")
     args = parser.parse_args(argv)
-    if args.minutes is None:
-        args.minutes = 0.33 if args.cpu_dry_run else 4.0
+    if args.budget is None:
+        args.budget = DEFAULT_BUDGET["cpu-dry-run" if args.cpu_dry_run else "cuda"]
     if args.vgg_weights is None:
+        bundled = Path(args.bundle) / "vgg19_features.pth" if args.bundle else None
         cache = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
-        args.vgg_weights = "imagenet" if (cache / "vgg19-dcbb9e9d.pth").is_file() else "random"
-    args.steps = {int(s) for s in args.steps.split(",") if s.strip()}
+        if bundled is not None and bundled.is_file():
+            args.vgg_weights = str(bundled.resolve())
+        else:
+            args.vgg_weights = "imagenet" if (cache / "vgg19-dcbb9e9d.pth").is_file() else "random"
+    # The environment step installs the bundle and reads what the others depend on (GPU, bf16).
+    args.steps = {1} | {int(s) for s in args.steps.split(",") if s.strip()}
+    unknown = sorted(args.steps - set(STEP_SHARES))
+    if unknown:
+        parser.error(f"--steps: no step {unknown} (steps are 1-{len(STEP_SHARES)})")
     return args
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from pathlib import Path
 
@@ -13,10 +14,14 @@ from torch import nn
 from models.ibcln_model import run_cascade
 from models.networks import (
     ConvLSTMGenerator,
+    DataParallel,
     NLayerDiscriminator,
+    ReflectionPad2d,
     VGGFeatures,
     init_weights,
     load_vgg_features,
+    place_net,
+    with_autocast_of_caller,
 )
 from util.errors import UserError
 
@@ -206,3 +211,103 @@ def test_vgg_wrong_files_are_user_errors(tmp_path):
         load_vgg_features(str(text_file))
     with pytest.raises(UserError, match="no such file"):
         load_vgg_features(str(tmp_path / "missing.pth"))
+
+
+# ----- DataParallel (--gpu_ids 0,1 without torchrun): the parts of its contract that a CPU can run -------------
+
+@pytest.fixture
+def scatter_on_the_cpu(monkeypatch):
+    """Make torch's Scatter split tensors on the CPU as it does across GPUs: tensor.chunk(len(devices), dim)."""
+    from torch.nn.parallel._functions import Scatter
+
+    monkeypatch.setattr(Scatter, "apply", staticmethod(lambda devices, sizes, dim, t: t.chunk(len(devices), dim)))
+
+
+def _data_parallel(net: nn.Module, wrapper: type = DataParallel) -> nn.DataParallel:
+    dp = wrapper(net)
+    dp.dim = 0  # without an accelerator torch leaves DataParallel unconfigured; these are its GPU settings
+    dp.src_device_obj = torch.device("cpu")
+    return dp
+
+
+@pytest.mark.parametrize(("batch", "chunks"), [(1, 1), (3, 2), (4, 2)])
+def test_data_parallel_calls_only_replicas_that_received_samples(generators, scatter_on_the_cpu, batch, chunks):
+    g_t, _ = generators
+    x = torch.rand(batch, 9, 16, 16)
+    inputs, kwargs = _data_parallel(g_t).scatter((x, None, None), {"heads": True}, [0, 1])
+    assert len(inputs) == len(kwargs) == chunks
+    with torch.no_grad():
+        outputs = [g_t(*args, **kw) for args, kw in zip(inputs, kwargs)]
+    assert sum(out[0].shape[0] for out in outputs) == batch and all(out[3] is not None for out in outputs)
+
+
+def test_torch_data_parallel_would_call_a_replica_without_input(generators, scatter_on_the_cpu):
+    # What the subclass fixes: torch pads the inputs with () for the second GPU but keeps its keywords.
+    g_t, _ = generators
+    inputs, kwargs = _data_parallel(g_t, nn.DataParallel).scatter((torch.rand(1, 9, 16, 16), None, None),
+                                                                  {"heads": False}, [0, 1])
+    assert len(inputs) == 2 and inputs[1] == ()
+    with pytest.raises(TypeError, match="x"):
+        g_t(*inputs[1], **kwargs[1])
+
+
+def _like_torch_worker(fn, *args) -> dict:
+    """Run fn(*args) in a new thread the way torch's parallel_apply worker does (autocast 'enabled' only)."""
+    enabled, result = torch.is_autocast_enabled("cpu"), {}
+
+    def worker() -> None:
+        with torch.autocast("cpu", enabled=enabled):
+            result["out"] = fn(*args)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    return result
+
+
+def test_data_parallel_replicas_run_in_the_callers_autocast_dtype(monkeypatch):
+    # On the CPU autocast's default dtype is bfloat16 (CUDA's is float16): a caller in float16 plays the part
+    # of a CUDA caller in bfloat16. Autocast's dtype is per thread, its default is what a worker thread sees.
+    conv = nn.Conv2d(3, 4, 3)
+
+    def replica(x):
+        return torch.get_autocast_dtype("cpu"), conv(x).dtype
+
+    x = torch.rand(1, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert _like_torch_worker(lambda: torch.get_autocast_dtype("cpu"))["out"] == torch.bfloat16
+        (wrapped,) = with_autocast_of_caller([replica], "cpu")
+        assert _like_torch_worker(wrapped, x)["out"] == (torch.float16, torch.float16)
+    assert with_autocast_of_caller([replica], "cpu") == [replica]  # no autocast: replicas untouched
+    # DataParallel.parallel_apply hands torch the wrapped replicas.
+    seen = {}
+    monkeypatch.setattr(nn.DataParallel, "parallel_apply",
+                        lambda self, replicas, inputs, kwargs: [_like_torch_worker(r, *a)["out"]
+                                                                for r, a in zip(replicas, inputs)])
+    with torch.autocast("cpu", dtype=torch.float16):
+        seen["out"] = _data_parallel(conv).parallel_apply([replica], [(x,)], [{}])
+    assert seen["out"] == [(torch.float16, torch.float16)]
+
+
+def test_place_net_wraps_in_the_data_parallel_subclass(monkeypatch):
+    net = NLayerDiscriminator()
+    monkeypatch.setattr(nn.Module, "to", lambda self, *args, **kwargs: self)  # no GPU here to move to
+    assert type(place_net(net, [0, 1])) is DataParallel
+    assert place_net(net, [0]) is net and place_net(net, []) is net
+
+
+@pytest.mark.parametrize("padding", [(1, 0, 1, 0), (2, 1, 0, 3)])
+def test_reflection_pad_in_deterministic_mode_gives_the_native_values_and_gradients(padding, kernel_flags):
+    x = torch.randn(2, 3, 6, 7, requires_grad=True)
+    native = nn.ReflectionPad2d(padding)(x)
+    grad_out = torch.randn_like(native)
+    (native_grad,) = torch.autograd.grad(native, x, grad_out)
+    torch.use_deterministic_algorithms(True)
+    ours = ReflectionPad2d(padding)(x)
+    (grad,) = torch.autograd.grad(ours, x, grad_out)
+    # CUDA has no deterministic reflection-pad backward: in this mode the pad must not use that kernel.
+    assert ours.grad_fn.name() != native.grad_fn.name()
+    assert torch.equal(ours, native)
+    torch.testing.assert_close(grad, native_grad, rtol=0, atol=1e-6)  # the same sums in another order
+    torch.use_deterministic_algorithms(False)
+    assert ReflectionPad2d(padding)(x).grad_fn.name() == native.grad_fn.name()  # the native kernel otherwise

@@ -291,14 +291,15 @@ def test_fast_options_keep_the_checkpoint_format(make_options, tmp_path, keys, s
     assert all(torch.equal(saved[k], states[0][k]) for k in saved)
 
 
-def test_compile_flag_keeps_the_checkpoint_keys(make_options, tmp_path, keys, monkeypatch):
+def test_compile_flag_keeps_the_checkpoint_keys(make_options, tmp_path, keys):
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "freezing", False)  # restored after the test
-    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "c", "--compile")
-    model = create_model(opt)
-    assert [[k, list(v.shape)] for k, v in model.nets()["G_T"].state_dict().items()] == keys
-    assert inductor_config.freezing  # test weights are constants for inductor (prepacked on the CPU)
+    # config.patch restores the value after the test (monkeypatch would delete the config entry on undo).
+    with inductor_config.patch(freezing=False):
+        opt = make_options("test", "--dataroot", str(tmp_path), "--name", "c", "--compile")
+        model = create_model(opt)
+        assert [[k, list(v.shape)] for k, v in model.nets()["G_T"].state_dict().items()] == keys
+        assert inductor_config.freezing  # test weights are constants for inductor (prepacked on the CPU)
 
 
 def test_amp_on_the_cpu_is_bf16_on_capable_cpus_and_a_clear_error_elsewhere(make_options, tmp_path, monkeypatch):
@@ -320,6 +321,10 @@ def test_amp_on_the_cpu_is_bf16_on_capable_cpus_and_a_clear_error_elsewhere(make
 # for tests/data's weights (O(1) activations, harsher than trained ones: the README gives trained figures).
 BF16_TEST_MAX, BF16_TEST_MEAN = 0.06, 0.006  # |bf16 - fp32| of the clamped test outputs T_1..3, R_1..3
 BF16_LOSS_REL, BF16_GRAD_COSINE = 0.05, 0.99  # per loss term; per parameter gradient
+# fp16 (CUDA only) keeps 11 bits of mantissa, 8x finer than bf16: rounding every activation and weight to fp16
+# moves these outputs by at most 0.0066 (mean 0.0004) on the CPU (test below); its tolerance leaves 2x for the
+# GPU's own kernels, a quarter of bf16's.
+FP16_TEST_MAX, FP16_TEST_MEAN = 0.015, 0.001
 
 
 def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_path, states, monkeypatch):
@@ -359,6 +364,29 @@ def test_bf16_training_step_is_within_its_tolerance_of_fp32(make_options, tmp_pa
     for key, ref in ref_grads.items():
         cosine = torch.nn.functional.cosine_similarity(grads[key].flatten(), ref.flatten(), dim=0)
         assert float(cosine) >= BF16_GRAD_COSINE, key
+
+
+def _rounding_every_activation_to(dtype: torch.dtype, state: dict) -> ConvLSTMGenerator:
+    """Return a generator whose weights and every layer output are rounded to dtype (computed in fp32)."""
+    net = _gen({k: v.to(dtype).float() for k, v in state.items()}, **PLAIN)
+    for module in net.modules():
+        if not list(module.children()):
+            module.register_forward_hook(lambda mod, args, out: out.to(dtype).float())
+    return net
+
+
+def test_fp16_rounding_stays_within_the_fp16_tolerance(states):
+    # The CPU has no fast fp16 convolutions; rounding each layer's output to fp16 is what CUDA's fp16 autocast
+    # does to activations (with fp32 accumulation inside each convolution). The same rounding to bf16 gives the
+    # errors of CPU bf16 autocast, which is how this stand-in was checked.
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref_Ts, ref_Rs, _, _ = run_cascade(_gen(states[0], **PLAIN), _gen(states[1], **PLAIN), image)
+        nets = [_rounding_every_activation_to(torch.float16, state) for state in states]
+        Ts, Rs, _, _ = run_cascade(*nets, image.half().float())
+    for got, ref in zip(Ts[1:] + Rs[1:], ref_Ts[1:] + ref_Rs[1:]):
+        diff = (got.clamp(0, 1) - ref.clamp(0, 1)).abs()
+        assert 0 < float(diff.max()) <= FP16_TEST_MAX and float(diff.mean()) <= FP16_TEST_MEAN
 
 
 # ----- tiled inference -----------------------------------------------------------------------------------------
@@ -483,6 +511,23 @@ def test_benchmark_offers_amp_variants_only_where_the_device_has_amp(monkeypatch
     assert bench.variant_flags("fast", "cpu") == ["--channels_last", "--amp"]
 
 
+@pytest.mark.parametrize("conv_tf32", [True, False])
+def test_benchmark_measures_the_fp32_matmul_peak_at_the_convolutions_precision(monkeypatch, conv_tf32):
+    bench = _benchmark_module()
+    seen = []
+    monkeypatch.setattr(torch.Tensor, "__matmul__",
+                        lambda a, b: seen.append(torch.backends.cuda.matmul.allow_tf32) or torch.mm(a, b))
+    # torch's backend flags are properties that monkeypatch cannot delete again: saved and restored by hand.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv_tf32, not conv_tf32
+    try:
+        assert bench.matmul_tflops(torch.device("cpu"), torch.float32, 8, repeats=2) > 0
+        assert torch.backends.cuda.matmul.allow_tf32 is (not conv_tf32)  # the setting is restored after
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert seen == [conv_tf32] * 3  # every timed product ran at the convolutions' TF32 setting
+
+
 def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
     out = tmp_path / "bench.json"
     proc = script_runner("scripts/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
@@ -507,6 +552,7 @@ def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
     assert fast["test_32_max_abs_diff_vs_plain"] <= (BF16_TEST_MAX if amp else 1e-5)
     assert fast["train_iter_loss_max_rel_diff_vs_plain"] <= (BF16_LOSS_REL if amp else 1e-4)
     assert set(report["speedup_vs_plain"]["fast"]) == {"train_iter", "test_32", "test_64"}
+    assert plain["train_iter_cudnn_benchmark"] is False and plain["test_32_cudnn_benchmark"] is False  # CPU
     assert report["data_samples_per_s"] > 0
 
 

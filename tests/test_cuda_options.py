@@ -1,0 +1,134 @@
+"""The model's CUDA-related choices, checked on the CPU: --amp's dtype, --compile, cuDNN benchmark, --deterministic.
+
+A CPU reproduces what these depend on: the answers torch gives about the GPU (monkeypatched), the option
+combinations refused before any GPU is touched, dynamo's recompiles (decided by its guards, before any
+backend runs, so the "eager" backend counts them as inductor would) and the global flags a model sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import warnings
+
+import pytest
+import torch
+
+from models import create_model, ibcln_model
+from models.base_model import select_kernels
+from models.ibcln_model import RECOMPILE_LIMIT, resolve_amp
+from models.networks import ConvLSTMGenerator
+from util.errors import UserError
+
+CUDA = torch.device("cuda", 0)
+
+
+def _gpu_like(native: bool):
+    """Return a stand-in for torch.cuda.is_bf16_supported on a GPU with (Ampere+) or without (T4, V100) native bf16."""
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return native or including_emulation  # torch counts emulated bf16 unless told not to
+
+    return is_bf16_supported
+
+
+def test_amp_picks_fp16_with_loss_scaling_on_gpus_that_only_emulate_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", _gpu_like(native=False))
+    assert torch.cuda.is_bf16_supported() and not ibcln_model.cuda_has_native_bf16()
+    assert resolve_amp("auto", CUDA) == torch.float16
+    assert resolve_amp("fp16", CUDA) == torch.float16
+    with pytest.raises(UserError, match=r"--amp bf16: .*no native bfloat16.*use --amp fp16"):
+        resolve_amp("bf16", CUDA)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", _gpu_like(native=True))
+    assert resolve_amp("auto", CUDA) == resolve_amp("bf16", CUDA) == torch.bfloat16
+    assert resolve_amp("none", CUDA) is None
+
+
+def test_no_dtype_choice_counts_emulated_bf16(repo_root):
+    # torch's is_bf16_supported() without arguments says yes on GPUs that only emulate bf16.
+    for path in ("models/ibcln_model.py", "scripts/benchmark.py", "scripts/gpu_check.py", "tests/test_cuda.py"):
+        assert "is_bf16_supported()" not in (repo_root / path).read_text(), path
+
+
+def _model(make_options, tmp_path, phase: str, *flags: str):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="--vgg_weights random")
+        torch.manual_seed(0)
+        return create_model(make_options(phase, "--dataroot", str(tmp_path), "--name", "opts", *flags))
+
+
+def test_compile_with_data_parallel_is_refused_before_any_gpu_is_touched(make_options, tmp_path):
+    opt = make_options("train", "--dataroot", str(tmp_path), "--name", "dp", "--compile")
+    opt.gpu_ids = [0, 1]  # what --gpu_ids 0,1 parses to on a machine with two GPUs
+    with pytest.raises(UserError, match=r"^--compile with several --gpu_ids: .*torchrun"):
+        create_model(opt)
+
+
+@pytest.fixture
+def eager_dynamo(monkeypatch):
+    """Compile with dynamo's "eager" backend, raise instead of falling back at the recompile limit, reset dynamo."""
+    import torch._dynamo
+    import torch._dynamo.config as dynamo_config
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    # config.patch restores both after the test, also the limit the model raises (monkeypatch cannot undo these).
+    with dynamo_config.patch(fail_on_recompile_limit_hit=True, recompile_limit=dynamo_config.recompile_limit):
+        yield
+    torch._dynamo.reset()
+
+
+def _batch(size: int = 32) -> dict:
+    gen = torch.Generator().manual_seed(1)
+    t = torch.rand(2, 3, size, size, generator=gen)
+    resize = torch.nn.functional.interpolate
+    return {"I": (0.7 * t + 0.2).clamp(0, 1), "T": t, "T2": resize(t, scale_factor=0.5),
+            "T4": resize(t, scale_factor=0.25), "alpha": torch.tensor([0.7, 0.9]),
+            "isNatural": torch.tensor([False, True])}
+
+
+def test_compiled_training_with_validation_stays_compiled(make_options, tmp_path, eager_dynamo):
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    model = _model(make_options, tmp_path, "train", "--compile")
+    model.train()
+    model.set_input(_batch())
+    model.optimize_parameters()
+    for height, width in ((32, 48), (40, 40)):  # validation images of two sizes, as train.py validates
+        image = torch.rand(1, 3, height, width)
+        model.eval()
+        model.set_input({"I": image, "T": image, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=bool)})
+        model.test(scored_only=True)
+    model.train()
+    model.set_input(_batch())
+    model.optimize_parameters()  # back to training: its variants are still cached
+    # G_T and G_R share one code object; its variants exceed dynamo's default limit of 8, which would have
+    # raised here (fail_on_recompile_limit_hit) instead of silently running the rest uncompiled.
+    variants = len(_debug_get_cache_entry_list(ConvLSTMGenerator.forward.__code__))
+    assert 8 < variants <= RECOMPILE_LIMIT
+
+
+def _kernel_options(**values) -> argparse.Namespace:
+    return argparse.Namespace(**{"gpu_ids": [0], "is_train": True, "tile": 0, "deterministic": False, **values})
+
+
+def test_cudnn_benchmark_is_for_fixed_sizes_only(kernel_flags):
+    for values, expected in (({}, True), ({"is_train": False}, False), ({"is_train": False, "tile": 512}, True),
+                             ({"gpu_ids": []}, False), ({"deterministic": True}, False)):
+        torch.backends.cudnn.benchmark = not expected
+        select_kernels(_kernel_options(**values))
+        assert torch.backends.cudnn.benchmark is expected, values
+
+
+def test_deterministic_option_switches_torch_to_deterministic_algorithms(make_options, tmp_path, kernel_flags,
+                                                                           monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    _model(make_options, tmp_path, "train")
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    model = _model(make_options, tmp_path, "train", "--deterministic")
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # what cuBLAS needs to be deterministic
+    # A training step runs in this mode (on the CPU every op it uses has a deterministic kernel).
+    model.set_input(_batch())
+    model.optimize_parameters()
+    assert all(torch.isfinite(torch.tensor(list(model.get_current_losses().values()))))
