@@ -49,17 +49,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(SCRIPTS))
-sys.path.insert(0, SCRIPTS)
-
-from benchmark_data import cpu_model, measure, usable_cores, write_photos  # noqa: E402
-
-from models import create_model  # noqa: E402
-from models.base_model import BaseModel  # noqa: E402
-from models.ibcln_model import cpu_has_native_bf16, resolve_amp  # noqa: E402
-from options.test_options import TestOptions  # noqa: E402
-from options.train_options import TrainOptions  # noqa: E402
+from models import create_model
+from models.base_model import BaseModel
+from models.ibcln_model import cpu_has_native_bf16, resolve_amp
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from training.throughput import measure, write_photos
+from util.machine import cpu_model, usable_cores
 
 # name -> (model flags, generator shortcuts on, needs AMP)
 VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
@@ -234,6 +230,7 @@ def test_batch(size: int) -> dict:
 
 
 READ_METHODS = ("__bool__", "__float__", "__int__", "item", "tolist", "numpy")
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(SCRIPTS) + os.sep
 
 

@@ -11,79 +11,14 @@ samples/s per setting with the machine's CPU, core count and torch version. Not 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import platform
 import tempfile
-import time
 
-import numpy as np
 import torch
-from PIL import Image
-from skimage import data as skdata
 
-from data import create_dataset
-from options.train_options import TrainOptions
-
-# Colour photos that ship with scikit-image (no download), as (T photos, R photos).
-T_PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "rocket": skdata.rocket,
-            "motorcycle": lambda: skdata.stereo_motorcycle()[0]}
-# Bright ones: a dark R (e.g. hubble_deep_field) fails the rejection test of docs/method.md §5 step 7 most of the time.
-R_PHOTOS = {"chelsea": skdata.chelsea, "ihc": skdata.immunohistochemistry,
-            "motorcycle_right": lambda: skdata.stereo_motorcycle()[1], "coffee": skdata.coffee}
-
-
-def write_photos(root: str) -> None:
-    """Write the T and R photos as JPEGs (quality 90) under root/trainA1 and root/trainA2."""
-    for folder, names in (("trainA1", T_PHOTOS), ("trainA2", R_PHOTOS)):
-        os.makedirs(os.path.join(root, folder), exist_ok=True)
-        for name, load in names.items():
-            array = np.asarray(load())
-            if array.ndim == 3 and array.shape[2] == 4:
-                array = array[..., :3]
-            Image.fromarray(array).convert("RGB").save(os.path.join(root, folder, f"{name}.jpg"), quality=90)
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo (or platform's guess)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def usable_cores() -> int:
-    """Return the number of cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def measure(root: str, num_threads: int, samples: int, warmup: int, batch_size: int, crop_size: int) -> float:
-    """Return training samples per second through create_dataset's DataLoader after warm-up batches."""
-    args = ["--dataroot", root, "--gpu_ids", "-1", "--checkpoints_dir", os.path.join(root, "ck"),
-            "--num_threads", str(num_threads), "--batch_size", str(batch_size), "--seed", "0",
-            "--load_size", str(crop_size), "--crop_size", str(crop_size),
-            "--dataset_size", str(warmup + samples)]
-    with contextlib.redirect_stdout(io.StringIO()):  # the options table and dataset notes
-        opt = TrainOptions().parse(args, save=False)
-        loader = create_dataset(opt)
-    batches = iter(loader)
-    seen = 0
-    while seen < warmup:
-        seen += len(next(batches)["alpha"])
-    timed = 0
-    start = time.perf_counter()
-    for batch in batches:
-        timed += len(batch["alpha"])
-    elapsed = time.perf_counter() - start
-    return timed / elapsed
+from training.throughput import measure, write_photos
+from util.machine import cpu_model, usable_cores
 
 
 def main() -> None:
