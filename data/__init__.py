@@ -10,13 +10,16 @@ import argparse
 import re
 from collections.abc import Iterator
 
-from torch.utils.data import DataLoader, DistributedSampler
+import torch
+from torch.utils.data import DataLoader
 
+from util import seeding
 from util.errors import UserError
 from util.registry import find_class
-from util.signals import exit_on_sigterm
+from util.signals import data_worker_signals
 
 from .base_dataset import BaseDataset
+from .sampling import EpochSampler
 
 
 def find_dataset_using_name(dataset_name: str) -> type[BaseDataset]:
@@ -37,23 +40,32 @@ def open_test_set(opt: argparse.Namespace) -> BaseDataset:
 
 
 def create_dataset(opt: argparse.Namespace) -> DataLoader:
-    """Return a DataLoader over the dataset named by ``opt.dataset_mode`` (its ``.dataset`` is the dataset)."""
+    """Return the training DataLoader over the dataset named by ``opt.dataset_mode`` (``.dataset`` is the dataset).
+
+    Its sampler is an EpochSampler (data/sampling.py): it yields SampleKeys, from which the dataset draws
+    every random choice of a sample, so the samples depend on --seed, the epoch, the position and the
+    process's rank, never on --num_threads. The training loop sets the epoch and start position
+    (loader.sampler.set_epoch). Without --seed (not through train.py) a seed is drawn here.
+    """
     dataset = find_dataset_using_name(opt.dataset_mode)(opt)
     print(f"dataset [{type(dataset).__name__}] of size {len(dataset)} was created")
-    # Shuffling, the workers' seeds and (with --num_threads 0) every random draw of the dataset come from
-    # torch's global generator, which --seed seeds and the training state saves and restores.
-    sampler = None
-    if getattr(opt, "distributed", False) and opt.is_train:
-        # Each process gets its own share of the epoch; train.py calls sampler.set_epoch every epoch.
-        sampler = DistributedSampler(dataset, shuffle=not opt.serial_batches, seed=opt.seed or 0)
+    distributed = getattr(opt, "distributed", False)
+    sampler = EpochSampler(len(dataset), opt.seed if opt.seed is not None else seeding.draw_seed(),
+                           shuffle=not opt.serial_batches, rank=opt.rank if distributed else 0,
+                           world_size=opt.world_size if distributed else 1)
     return CheckedLoader(
         dataset,
         batch_size=opt.batch_size,
-        shuffle=(not opt.serial_batches) and sampler is None,
         sampler=sampler,
         num_workers=int(opt.num_threads),
         drop_last=False,
-        worker_init_fn=exit_on_sigterm,
+        worker_init_fn=data_worker_signals,
+        # Page-locked batches, so that the model's copies to the GPU (non_blocking) overlap with compute.
+        pin_memory=bool(opt.gpu_ids),
+        # A private generator for the workers' base seed: the DataLoader would otherwise draw it from torch's
+        # global generator at every iter(), and a resumed run, which starts one more iteration than the
+        # uninterrupted run did, would then draw other dropout masks. The workers draw nothing from it.
+        generator=torch.Generator(),
     )
 
 

@@ -5,9 +5,13 @@ natural_I (real aligned pairs with the same file names). Test sets: testB (input
 testA1 (ground truth T, paired with testB by file name without extension), or any layout of
 data/layouts.py (blended/ + transmission_layer/, SIR² scene folders, CEILNet triplets).
 
-Every random draw of a sample (real or synthetic, which R photo, crop, flip, synthesis parameters) comes
-from one torch.Generator seeded from torch's global generator, so --seed fixes the sample stream for a
-given --num_threads, and DataLoader workers (seeded differently by PyTorch) draw different parameters.
+Every random draw of a training sample (real or synthetic, which R photo, crop, flip, synthesis
+parameters) comes from one torch.Generator. In training the DataLoader hands __getitem__ a SampleKey
+(data/sampling.py) and the generator is key.generator(): a pure function of (seed, epoch, rank, position),
+so a sample is the same whatever --num_threads is and whichever worker builds it. A plain integer index
+(a quick look at samples outside the training loader) seeds it from torch's global generator instead.
+A sample also depends on nothing an earlier sample left behind: a photo whose mixtures were all rejected
+is tried again when it comes up (and warned about once), rather than remembered as bad in one worker only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .base_dataset import BaseDataset, align_down, apply_preprocess, draw_geomet
 from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
 from .pairing import index_by_name, pair_by_name
+from .sampling import SampleKey
 
 MAX_SYNTHESIS_TRIES = 20
 # Training skips undecodable files with a warning, but stops once more than this share of them is bad.
@@ -126,8 +131,12 @@ class ResizeNatural3Dataset(BaseDataset):
             return None
 
     def _skip(self, path: str, reason: str) -> None:
-        """Remember that path cannot be used here and report it with the sample being built."""
+        """Remember that path cannot be decoded here and report it with the sample being built."""
         self._skipped_here[path] = reason
+        self._report(path, reason)
+
+    def _report(self, path: str, reason: str) -> None:
+        """Report path as unusable with the sample being built (note_bad_files warns once per run)."""
         self._new_reports.append(f"{path}\t{reason}")
 
     def note_bad_files(self, reports: list[str]) -> None:
@@ -177,12 +186,15 @@ class ResizeNatural3Dataset(BaseDataset):
         return self.length
 
     # ----- samples -------------------------------------------------------------------------------
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | SampleKey) -> dict:
         """Return a sample dict: T, I, R, T2, T4, alpha, isNatural, I_path, T_path (and has_gt, orig_size at test)."""
         if not self.is_train:
-            return self._test_item(index)
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        gen = torch.Generator().manual_seed(seed)
+            return self._test_item(int(index))
+        if isinstance(index, SampleKey):
+            gen = index.generator()
+            index = index.index
+        else:
+            gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         self._new_reports = []
         sample = None
         if self.natural_pairs and float(torch.rand(1, generator=gen)) < self.opt.natural_prob:
@@ -251,7 +263,7 @@ class ResizeNatural3Dataset(BaseDataset):
                 t2, t4 = downscales(t)
                 return {"T": t, "I": i, "R": r_out, "T2": t2, "T4": t4, "alpha": torch.tensor(params.alpha),
                         "isNatural": torch.tensor(False), "I_path": t_path, "T_path": t_path}
-        self._skip(t_path, f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (each was "
+        self._report(t_path, f"{t_path}: no usable mixture after {MAX_SYNTHESIS_TRIES} random reflections (each was "
                            "rejected as unrealistic: the photo is too dark, or much brighter than the reflection "
                            "photos); remove it from trainA1 or add brighter photos to trainA2")
         return None

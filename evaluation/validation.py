@@ -5,7 +5,8 @@ opens its set) is run every ``--val_freq`` epochs and after the last one through
 evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode. Each validation
 appends a row to checkpoints/<name>/val_log.csv (util/logs.py); ``--save_best`` keeps the 'best'
 checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3). Under
-torchrun rank 0 validates while the other ranks wait at a barrier.
+torchrun rank 0 validates while the other ranks wait for its result (the process group's timeout,
+util/distributed.PROCESS_GROUP_TIMEOUT, is set to cover a validation).
 
     python -m evaluation.validation checkpoints/<name>/val_log.csv    # the log as a table
 """
@@ -29,7 +30,7 @@ from models import checkpoint
 from models.base_model import BaseModel
 from util import distributed
 from util.errors import UserError
-from util.logs import Scores, append_val_row, flat, metric_columns, val_table
+from util.logs import Scores, append_val_row, flat, metric_columns, truncate_val_log, val_table
 
 BEST = "best"
 
@@ -109,11 +110,27 @@ class Validator:
         if not opt.continue_train and distributed.is_main_process() and os.path.isfile(self.log_path):
             os.remove(self.log_path)  # a new run starts a new log; a resumed run appends
 
-    def resume(self) -> None:
-        """Take the best value so far from the best checkpoint's training state, so a worse one never replaces it."""
+    def resume(self, epochs_done: int) -> None:
+        """Continue the log and the best value of a run resumed after epochs_done epochs; return None.
+
+        Rows of later epochs (a resume from an earlier checkpoint) leave val_log.csv: those epochs are
+        validated again. The best value so far comes from the best checkpoint's training state, so a worse
+        one never replaces it, unless that checkpoint is from a later epoch than the resumed one.
+        """
+        main_process = distributed.is_main_process()
+        if main_process:
+            dropped = truncate_val_log(self.log_path, epochs_done)
+            if dropped:
+                print(f"{self.log_path}: {dropped} row(s) after epoch {epochs_done} dropped (validated again)")
         if self.opt.save_best:
+            best_epoch = checkpoint.saved_epoch(self.model, BEST)
+            if best_epoch is not None and best_epoch > epochs_done:
+                if main_process:
+                    print(f"note: the best checkpoint is from epoch {best_epoch}, after the resumed one: the next "
+                          "validation replaces it")
+                return
             self.best = float(checkpoint.load_extra(self.model, BEST).get(self.key, -math.inf))
-            if self.best > -math.inf and distributed.is_main_process():
+            if self.best > -math.inf and main_process:
                 print(f"best so far: {self.key} {self.best:.4f} "
                       f"({checkpoint.training_state_path(self.model.save_dir, BEST)})")
 

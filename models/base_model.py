@@ -202,9 +202,13 @@ class BaseModel(ABC):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or Inf; raised before the optimiser step so the weights stay finite."""
+    """A loss became NaN or Inf; raised before the optimiser step so the weights stay finite.
 
-    def __init__(self, loss_name: str, value: float):
-        super().__init__(f"loss {loss_name} is {value}")
+    Under torchrun every process raises it at the same step; loss_name is None in a process whose own
+    losses were finite (another process's were not).
+    """
+
+    def __init__(self, loss_name: str | None, value: float = math.nan):
+        super().__init__(f"loss {loss_name} is {value}" if loss_name else "a loss is NaN or Inf in another process")
         self.loss_name = loss_name
 

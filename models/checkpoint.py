@@ -2,8 +2,10 @@
 
 The pix2pix format: ``<prefix>_net_<name>.pth`` holds a plain CPU state_dict of one network (no
 ``module.`` prefix), so the authors' ``final_net_G_T.pth`` / ``final_net_G_R.pth`` load unchanged. Beside
-the networks, ``<prefix>_train_state.pth`` holds what an exact resume needs: optimisers, schedulers, the
-schedule's options, counters, every random generator's state and any ``extra`` (validation's best value).
+the networks, ``<prefix>_train_state.pth`` holds what an exact resume needs: optimisers, schedulers, the fp16
+loss scaler, the schedule's options, where the run stands (epochs done and the position within the next
+one), the run's seed, every process's random generators and loss meter, and any ``extra`` (validation's
+best value).
 Prefixes: an epoch number, latest, final, best, iter_<n>. Every file is written atomically.
 """
 
@@ -13,6 +15,7 @@ import argparse
 import glob
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -112,34 +115,72 @@ def load_state_dict_checked(net: nn.Module, state: Any, path: str) -> None:
     net.load_state_dict(state)
 
 
-def save_training_state(model, prefix: str | int, epoch: int, total_iters: int, extra: dict | None = None) -> None:
-    """Write optimisers, schedulers, schedule, counters, RNG states and `extra` as <prefix>_train_state.pth."""
+@dataclass
+class Progress:
+    """Where a run stands: epochs fully trained, samples of the next epoch this process has already trained
+    on (its position in that epoch's share), samples this process has seen, and its loss meter's state."""
+
+    epochs_done: int = 0
+    position: int = 0
+    total_iters: int = 0
+    meter: dict | None = None
+
+
+def rank_state(meter: dict | None) -> dict[str, Any]:
+    """Return what one process contributes to a training state: its random states and its loss meter's state."""
+    return {**seeding.rng_states(), "meter": meter}
+
+
+def save_training_state(model, prefix: str | int, progress: Progress, extra: dict | None = None,
+                        ranks: list[dict] | None = None) -> None:
+    """Write optimisers, schedulers, loss scaler, schedule, counters, seed, every process's random state and
+    `extra` as <prefix>_train_state.pth (ranks: rank_state of each process; None = this process's alone)."""
+    scaler = getattr(model, "scaler", None)
     state = {
-        "epoch": epoch,
-        "total_iters": total_iters,
+        "epoch": progress.epochs_done,
+        "position": progress.position,
+        "total_iters": progress.total_iters,
+        "seed": getattr(model.opt, "seed", None),
         "optimizers": [o.state_dict() for o in model.optimizers],
         "schedulers": [s.state_dict() for s in model.schedulers],
+        # fp16 loss scaling: without it a resume restarts the scale at 65536 and skips steps until it falls back.
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "schedule": {key: getattr(model.opt, key) for key in SCHEDULE_KEYS},
         "extra": extra or {},
-        **seeding.rng_states(),
+        "ranks": ranks if ranks is not None else [rank_state(progress.meter)],
     }
     atomic_torch_save(state, training_state_path(model.save_dir, prefix))
 
 
-def save(model, prefix: str | int, epoch_done: int, total_iters: int, extra: dict | None = None) -> None:
-    """Save networks and training state under prefix (epoch_done = last fully trained epoch), on rank 0 only."""
+def save(model, prefix: str | int, epoch_done: int, total_iters: int, extra: dict | None = None,
+         position: int = 0, ranks: list[dict] | None = None) -> None:
+    """Save networks and training state under prefix, on rank 0 only; return None.
+
+    epoch_done is the last fully trained epoch, position the samples of the next one already trained on.
+    """
     if not distributed.is_main_process():
         return
     save_networks(model, prefix)
-    save_training_state(model, prefix, epoch_done, total_iters, extra)
+    save_training_state(model, prefix, Progress(epoch_done, position, total_iters), extra, ranks)
+
+
+def save_all_ranks(model, prefix: str | int, progress: Progress) -> None:
+    """Save prefix with every process's random state and loss meter (progress.meter); return None.
+
+    A collective under torchrun: every rank calls it at the same step; rank 0 gathers and writes.
+    """
+    ranks = distributed.gather_to_main(rank_state(progress.meter))
+    save(model, prefix, progress.epochs_done, progress.total_iters, position=progress.position, ranks=ranks)
 
 
 def load_training_state(model, prefix: str | int) -> dict[str, Any]:
-    """Restore optimisers, schedulers and RNG states from <prefix>_train_state.pth; return its counters.
+    """Restore optimisers, schedulers, loss scaler and this process's random states from <prefix>_train_state.pth;
+    return its counters.
 
     The learning rate then follows the current options' schedule (BaseModel.follow_current_schedule). The
-    returned dict holds epoch, total_iters, extra (what save_training_state was given) and schedule_note
-    (a line naming the schedule options that changed since the save, or None).
+    returned dict holds epoch, position, total_iters, meter (this process's loss meter state or None), extra
+    (what save_training_state was given) and notes (lines to print: the schedule options that changed since
+    the save, CUDA states that did not fit, ...). The seed is read before the model exists (saved_seed).
     """
     path = training_state_path(model.save_dir, prefix)
     state = safe_torch_load(path)
@@ -147,19 +188,35 @@ def load_training_state(model, prefix: str | int) -> dict[str, Any]:
         optimizer.load_state_dict(saved)
     for scheduler, saved in zip(model.schedulers, state["schedulers"]):
         scheduler.load_state_dict(saved)
-    seeding.restore_rng_states(state, getattr(model.opt, "rank", 0))
+    notes = []
+    scaler = getattr(model, "scaler", None)
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    elif scaler is not None:
+        notes.append(f"note: {path} holds no fp16 loss scale: it starts again at {scaler.get_scale():g}")
+    rank, world_size = getattr(model.opt, "rank", 0), getattr(model.opt, "world_size", 1)
+    ranks = state.get("ranks") or [{key: state[key] for key in state if key.startswith("rng_")}]
+    own = ranks[rank] if len(ranks) == world_size else None
+    cuda_note = seeding.restore_rng_states(own or ranks[0])
+    if own is None and rank > 0:
+        # Saved by an older version or with another number of processes: no state of this rank's own.
+        seeding.reseed_from_current(rank)
+    if cuda_note and rank == 0:
+        notes.append(cuda_note)
+    if own is None and rank == 0 and world_size != len(ranks):
+        notes.append(f"note: {path} was saved by {len(ranks)} process(es), this run has {world_size}: the other "
+                     "ranks reseed from rank 0's random state (not an exact resume)")
     epoch = int(state["epoch"])
     model.follow_current_schedule(epoch)
     saved_schedule = state.get("schedule", {})
     changed = [f"{key} {saved_schedule[key]} -> {getattr(model.opt, key)}" for key in SCHEDULE_KEYS
                if key in saved_schedule and saved_schedule[key] != getattr(model.opt, key)]
-    note = None
     if changed:
-        note = (f"note: the learning-rate schedule changed since {path} was saved ({', '.join(changed)}): "
-                f"epochs {epoch + 1} on follow the new one (lr {model.optimizers[0].param_groups[0]['lr']:.7f} "
-                f"for epoch {epoch + 1})")
-    return {"epoch": epoch, "total_iters": int(state["total_iters"]), "extra": state.get("extra", {}),
-            "schedule_note": note}
+        notes.append(f"note: the learning-rate schedule changed since {path} was saved ({', '.join(changed)}): "
+                     f"epochs {epoch + 1} on follow the new one (lr "
+                     f"{model.optimizers[0].param_groups[0]['lr']:.7f} for epoch {epoch + 1})")
+    return {"epoch": epoch, "position": int(state.get("position", 0)), "total_iters": int(state["total_iters"]),
+            "meter": own.get("meter") if own else None, "extra": state.get("extra", {}), "notes": notes}
 
 
 def load_extra(model, prefix: str | int) -> dict:
@@ -168,19 +225,41 @@ def load_extra(model, prefix: str | int) -> dict:
     return safe_torch_load(path).get("extra", {}) if os.path.isfile(path) else {}
 
 
-def resume(model, opt: argparse.Namespace) -> int:
-    """Restore the training state saved with the loaded networks; return total_iters and set opt.epoch_count."""
+def saved_epoch(model, prefix: str | int) -> int | None:
+    """Return the epochs done recorded in prefix's training state (None without such a file), restoring nothing."""
+    path = training_state_path(model.save_dir, prefix)
+    return int(safe_torch_load(path)["epoch"]) if os.path.isfile(path) else None
+
+
+def saved_seed(opt: argparse.Namespace) -> int | None:
+    """Return the seed recorded in the training state that --continue_train loads (None: no state, or an older one).
+
+    Read before the model is built: a resumed run is seeded with it, as a run given --seed is.
+    """
+    path = training_state_path(os.path.join(opt.checkpoints_dir, opt.name), prefix_to_load(opt))
+    seed = safe_torch_load(path).get("seed") if os.path.isfile(path) else None
+    return None if seed is None else int(seed)
+
+
+def resume(model, opt: argparse.Namespace) -> Progress:
+    """Restore the training state saved with the loaded networks; return where the run stands.
+
+    Sets opt.epoch_count to the epoch to continue (opt.seed is the loop's: see saved_seed).
+    """
     prefix = prefix_to_load(opt)
     path = training_state_path(model.save_dir, prefix)
+    main_process = distributed.is_main_process()
     if not os.path.isfile(path):
         print(f"note: no training state {path}: optimisers start afresh at epoch {opt.epoch_count} (a checkpoint "
               "without state, e.g. the released one)")
-        return 0
+        return Progress(opt.epoch_count - 1)
     counters = load_training_state(model, prefix)
     opt.epoch_count = counters["epoch"] + 1
-    if distributed.is_main_process():
-        print(f"resuming after epoch {counters['epoch']} ({counters['total_iters']} samples seen)")
-        if counters["schedule_note"]:
-            print(counters["schedule_note"])
-    return counters["total_iters"]
-
+    progress = Progress(counters["epoch"], counters["position"], counters["total_iters"], counters["meter"])
+    if main_process:
+        where = (f"at sample {progress.position} of epoch {opt.epoch_count}" if progress.position
+                 else f"after epoch {progress.epochs_done}")
+        print(f"resuming {where} ({progress.total_iters} samples seen)")
+        for note in counters["notes"]:
+            print(note)
+    return progress

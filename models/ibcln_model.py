@@ -158,7 +158,8 @@ class IBCLNModel(BaseModel):
 
     def _to_device(self, x: Tensor) -> Tensor:
         """Return an image batch on the model's device, in its memory format."""
-        x = x.to(self.device)
+        # non_blocking: from the loader's pinned memory the copy runs alongside the GPU's work (a no-op on the CPU).
+        x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -173,10 +174,11 @@ class IBCLNModel(BaseModel):
         self.real_T = self._to_device(data["T"])
         self.real_T2 = self._to_device(data["T2"]) if "T2" in data else None
         self.real_T4 = self._to_device(data["T4"]) if "T4" in data else None
-        alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device)
+        alpha = torch.as_tensor(data["alpha"], dtype=torch.float32).reshape(-1).to(self.device, non_blocking=True)
         # The released recipe rounds the transmission weight to one decimal in the losses (docs/method.md §4).
         self.alpha = torch.round(alpha * 10) / 10
-        self.synthetic = ~torch.as_tensor(data["isNatural"], dtype=torch.bool).reshape(-1).to(self.device)
+        self.synthetic = ~torch.as_tensor(data["isNatural"], dtype=torch.bool).reshape(-1).to(self.device,
+                                                                                              non_blocking=True)
         # Test samples padded to a multiple of 4 carry their original size; outputs are cropped back to it.
         if "orig_size" in data:
             h, w = data["orig_size"]
@@ -258,17 +260,19 @@ class IBCLNModel(BaseModel):
             self.scaler.step(optimizer)
 
     def check_finite(self, names: tuple[str, ...]) -> None:
-        """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf.
+        """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf, in every process at once.
 
         One read from the device when all are finite (the test runs there); the culprit is looked for only
-        after that read says something is wrong.
+        after that read says something is wrong. Under torchrun the processes first agree (one all-reduce
+        of the flag): a process that stopped alone would leave the others waiting in DDP's next all-reduce.
         """
         values = torch.stack([getattr(self, "loss_" + name).detach().float().reshape(()) for name in names])
-        if bool(torch.isfinite(values).all()):
+        if distributed.all_ranks_true(torch.isfinite(values).all()):
             return
         for name, value in zip(names, values.tolist()):
             if not math.isfinite(value):
                 raise NonFiniteLossError(name, value)
+        raise NonFiniteLossError(None)
 
     def optimize_parameters(self) -> None:
         """One step: forward, G update with D frozen, then D update (the released order and numbers).

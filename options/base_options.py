@@ -42,8 +42,9 @@ class BaseOptions:
                             help="GPU ids, e.g. 0  0,1,2  or -1 for the CPU")
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
         parser.add_argument("--seed", type=int, default=None,
-                            help="seed python, numpy, torch and the data workers (reproducible for a given "
-                                 "--num_threads); unset = not seeded")
+                            help="seed python, numpy, torch and every random draw of the training data (the same "
+                                 "samples whatever --num_threads is); unset = training draws a seed at random, "
+                                 "prints it and keeps it in the checkpoints")
         parser.add_argument("--deterministic", action="store_true",
                             help="deterministic algorithms and no cuDNN benchmark mode, so that a GPU run with "
                                  "--seed repeats bit for bit (slower; docs/gpu.md)")
@@ -151,7 +152,9 @@ class BaseOptions:
             except OSError as err:
                 raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
         if opt.gpu_ids:
-            torch.cuda.set_device(opt.gpu_ids[0])
+            device = distributed.first_device(opt.gpu_ids)
+            if device < torch.cuda.device_count():  # else distributed.setup stops with a one-line error
+                torch.cuda.set_device(device)
         if opt.seed is not None:
             seed_everything(opt.seed, distributed.rank())  # torchrun: each rank its own stream
         self.opt = opt

@@ -13,7 +13,7 @@ import numpy as np
 from models.base_model import VisualRoles
 from pages.training_page import write_training_page
 from util.images import flatten_visuals, save_image, tensor2im
-from util.logs import LossLog
+from util.logs import LossLog, truncate_loss_log
 
 
 def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
@@ -38,7 +38,9 @@ def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
 class Visualizer:
     """Shows and saves what training produces; visdom only when --display_id > 0 and a server answers."""
 
-    def __init__(self, opt: argparse.Namespace, roles: VisualRoles, enabled: bool = True):
+    def __init__(self, opt: argparse.Namespace, roles: VisualRoles, enabled: bool = True,
+                 resume_at: tuple[int, int] | None = None):
+        """resume_at: (epoch, sample in that epoch) a resumed run continues from; later loss lines are dropped."""
         self.opt = opt
         self.roles = roles
         self.enabled = enabled  # False on DDP ranks other than 0
@@ -60,6 +62,11 @@ class Visualizer:
             os.makedirs(self.img_dir, exist_ok=True)
         self.log_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.loss_log = LossLog(os.path.join(self.log_dir, "loss_log.txt"))
+        if enabled and resume_at is not None:
+            dropped = truncate_loss_log(self.loss_log.path, *resume_at)
+            if dropped:
+                print(f"{self.loss_log.path}: {dropped} line(s) after sample {resume_at[1]} of epoch {resume_at[0]} "
+                      "dropped (trained again)")
         if enabled:
             self.loss_log.start()
 

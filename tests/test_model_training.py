@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from torch import nn
 
 from data import create_dataset
 from models import checkpoint, create_model, networks
+from models.ibcln_model import IBCLNModel
 from models.networks import ConvLSTMGenerator, NLayerDiscriminator, VGGFeatures
 from util.errors import UserError
 
@@ -252,3 +254,29 @@ def test_non_state_dict_checkpoint_is_user_error(test_model_factory):
     (folder / "junk_net_G_T.pth").write_text("not a checkpoint")
     with pytest.raises(UserError, match="junk_net_G_T.pth"):
         checkpoint.load_networks(model, "junk")
+
+
+def test_batches_are_pinned_for_a_gpu_and_copied_without_blocking(tmp_path, monkeypatch):
+    from conftest import build_tiny_dataset, parse_options
+
+    root = build_tiny_dataset(tmp_path / "data", n_test=0)
+    opt = parse_options("train", ["--dataroot", root, "--gpu_ids", "-1", "--checkpoints_dir", tmp_path / "ck",
+                                  "--num_threads", "0", *TRAIN_ARGS])
+    opt.gpu_ids = [0]
+    assert create_dataset(opt).pin_memory is True  # page-locked batches for the GPU (never iterated here)
+    opt.gpu_ids = []
+    loader = create_dataset(opt)
+    assert loader.pin_memory is False  # the CPU: nothing to pin for
+    batch = next(iter(loader))
+    copies = []
+    original = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        copies.append(kwargs.get("non_blocking", False))
+        return original(self, *args, **kwargs)
+
+    model = argparse.Namespace(device=torch.device("cpu"), channels_last=False)
+    model._to_device = lambda x: IBCLNModel._to_device(model, x)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    IBCLNModel.set_input(model, batch)
+    assert len(copies) == 6 and all(copies)  # I, T, T2, T4, alpha, isNatural

@@ -9,13 +9,19 @@ the CPU (--gpu_ids -1). Only rank 0 prints losses, writes HTML, talks to visdom 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from util.errors import UserError
+
+# How long a rank waits in a collective for the others. Rank 0 validates alone while the others wait for its
+# result (Validator.run), and NCCL's default of 10 minutes is shorter than a validation of a large set.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)
 
 
 def launched_by_torchrun() -> bool:
@@ -33,6 +39,20 @@ def rank() -> int:
 def is_main_process() -> bool:
     """Return True on rank 0, and in a run that is not distributed."""
     return rank() == 0
+
+
+def local_rank() -> int:
+    """Return torchrun's LOCAL_RANK (this process's index on its machine), 0 when not started by torchrun."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
+
+
+def first_device(gpu_ids: list[int]) -> int:
+    """Return the GPU this process selects first: its local rank's under torchrun, else the first of gpu_ids.
+
+    Under torchrun every process would otherwise select gpu_ids[0] before setup() moves it to its own
+    GPU, leaving a CUDA context per process on GPU 0.
+    """
+    return local_rank() if launched_by_torchrun() else gpu_ids[0]
 
 
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -53,17 +73,17 @@ def setup(opt: argparse.Namespace) -> None:
     opt.rank, opt.world_size = 0, 1
     if not opt.distributed:
         return
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    gpu = local_rank()
     if opt.gpu_ids:
-        if local_rank >= torch.cuda.device_count():
-            raise UserError(f"torchrun started a process for GPU {local_rank} but only "
+        if gpu >= torch.cuda.device_count():
+            raise UserError(f"torchrun started a process for GPU {gpu} but only "
                             f"{torch.cuda.device_count()} are visible; lower --nproc_per_node")
-        opt.gpu_ids = [local_rank]
-        torch.cuda.set_device(local_rank)
+        opt.gpu_ids = [gpu]
+        torch.cuda.set_device(gpu)
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
     opt.rank, opt.world_size = dist.get_rank(), dist.get_world_size()
 
 
@@ -86,6 +106,45 @@ def broadcast_value(value: float, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.broadcast(tensor, src=0)
     return float(tensor.item())
+
+
+def broadcast_int(value: int, device: torch.device) -> int:
+    """Return rank 0's integer (64 bits) on every rank (value itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
+
+
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """Return the largest of every rank's integer (value itself when not distributed); every rank waits."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def all_ranks_true(flag: torch.Tensor) -> bool:
+    """Return True when the boolean tensor flag (one value, on the model's device) is True on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    tensor = flag.detach().reshape(1).to(torch.int32)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item())
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Return every rank's obj, in rank order, on rank 0 and None on the others ([obj] when not distributed).
+
+    A collective: every rank calls it at the same point. obj is pickled (any picklable value).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
 
 
 def wrap(net: nn.Module, opt: argparse.Namespace, find_unused_parameters: bool = False) -> nn.Module:

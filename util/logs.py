@@ -6,6 +6,9 @@
   metric_columns(labels); read back as a Curve or as a console table.
 - ``metrics.csv`` (a test run): one row per image as it is scored, then the mean row.
 
+A resumed run first cuts loss_log.txt and val_log.csv back to the point it resumes from (truncate_loss_log,
+truncate_val_log), so that no row is written twice.
+
 Scores are kept per column label (e.g. "I", "T_1".."T_3"; "pred" for saved predictions) as
 (PSNR, SSIM) pairs; the labels come from the model's VisualRoles.
 """
@@ -19,6 +22,8 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from util.files import atomic_write
 
 Scores = dict[str, tuple[float, float]]
 
@@ -107,6 +112,30 @@ class LossLog:
             f.write(line + "\n")
 
 
+def truncate_loss_log(path: str, epoch: int, iters: int) -> int:
+    """Cut loss_log.txt before its first loss line past sample `iters` of epoch `epoch`; return the lines cut.
+
+    A resumed run writes the lines after that point again. Lines are compared by (epoch, iters), which every
+    version of the format has; everything after the first line past the point goes (the log is in order).
+    """
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.readlines()
+    for number, text in enumerate(lines):
+        match = LOSS_LINE.match(text.strip())
+        if match and (int(match.group(1)), int(match.group(2))) > (epoch, iters):
+            _rewrite(path, lines[:number])
+            return len(lines) - number
+    return 0
+
+
+def _rewrite(path: str, lines: list[str]) -> None:
+    """Replace the file at path by these lines, atomically."""
+    data = "".join(lines).encode("utf-8", errors="surrogateescape")
+    atomic_write(path, lambda f: f.write(data))
+
+
 def read_loss_log(path: str) -> Curve:
     """Return the loss curves of a loss_log.txt (no points when it is missing).
 
@@ -153,6 +182,27 @@ def append_val_row(path: str, row: dict[str, float], labels: Sequence[str]) -> N
         if new:
             writer.writerow(columns)
         writer.writerow([repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in columns])
+
+
+def truncate_val_log(path: str, epochs_done: int) -> int:
+    """Cut val_log.csv before its first row of an epoch after epochs_done (or an unreadable row); return the rows cut.
+
+    A run resumed from epoch epochs_done validates the later epochs again.
+    """
+    if not os.path.isfile(path):
+        return 0
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.readlines()
+    for number, text in enumerate(lines[1:], start=1):
+        cells = next(csv.reader([text]), [])
+        try:
+            past = int(cells[0]) > epochs_done
+        except (IndexError, ValueError):
+            past = True  # a row cut short by a crash
+        if past:
+            _rewrite(path, lines[:number])
+            return len(lines) - number
+    return 0
 
 
 def read_val_rows(path: str) -> list[dict[str, str]]:

@@ -1,0 +1,37 @@
+"""The logs a resumed run continues (util/logs.py): loss_log.txt and val_log.csv cut back to the resumed point."""
+
+from __future__ import annotations
+
+from util.logs import LossLog, append_val_row, read_val_rows, truncate_loss_log, truncate_val_log
+
+LABELS = ("I", "T_1")
+
+
+def test_a_resumed_run_cuts_the_loss_lines_after_its_position(tmp_path):
+    path = tmp_path / "loss_log.txt"
+    log = LossLog(str(path))
+    log.start()
+    for epoch, iters in ((1, 4), (1, 8), (2, 4), (2, 8)):
+        log.append(LossLog.line(epoch, iters, {"D": 0.5}, 0.1, 0.1, samples=8 * (epoch - 1) + iters))
+    log.start()  # a resume that trained on and was stopped again
+    log.append(LossLog.line(3, 4, {"D": 0.5}, 0.1, 0.1, samples=20))
+    lines = path.read_text().splitlines()
+    assert truncate_loss_log(str(path), 2, 6) == 3  # resumed at sample 6 of epoch 2
+    assert path.read_text().splitlines() == lines[:4]
+    assert truncate_loss_log(str(path), 2, 4) == 0
+    assert truncate_loss_log(str(path), 1, 8) == 1 and path.read_text().splitlines() == lines[:3]
+    assert truncate_loss_log(str(tmp_path / "none.txt"), 1, 0) == 0
+
+
+def test_a_resumed_run_cuts_the_validation_rows_of_later_epochs(tmp_path):
+    path = tmp_path / "val_log.csv"
+    for epoch in (1, 2, 3):
+        append_val_row(str(path), {"epoch": epoch, "samples": 4 * epoch, "lr": 0.0002, "seconds": 0.5, "images": 2,
+                                   "PSNR_I": 20.0, "SSIM_I": 0.5, "PSNR_T_1": 21.0, "SSIM_T_1": 0.6}, LABELS)
+    with open(path, "a") as f:
+        f.write("4,16,0.0")  # a row cut short by a crash
+    assert truncate_val_log(str(path), 3) == 1
+    assert [row["epoch"] for row in read_val_rows(str(path))] == ["1", "2", "3"]
+    assert truncate_val_log(str(path), 1) == 2
+    assert [row["epoch"] for row in read_val_rows(str(path))] == ["1"]
+    assert path.read_text().count("epoch,samples") == 1
