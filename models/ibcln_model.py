@@ -13,7 +13,7 @@ from torch import Tensor
 from util import distributed
 from util.errors import UserError
 
-from . import losses, networks, tiling
+from . import fast_path, losses, networks, tiling
 from .base_model import BaseModel, NonFiniteLossError
 
 N_STEPS = 3
@@ -63,9 +63,11 @@ class IBCLNModel(BaseModel):
         parser.add_argument("--no_zero_state_skip", action="store_true",
                             help="run the full gate convolutions at the first cascade step, as released (default: "
                                  "skip the work on the zero LSTM state there; same result)")
-        parser.add_argument("--channels_last", action="store_true",
-                            help="run the networks in channels_last (NHWC) memory format: faster convolutions with "
-                                 "oneDNN on the CPU and cuDNN on recent GPUs; same result to ~1e-6")
+        parser.add_argument("--channels_last", nargs="?", const="on", default="off" if is_train else "auto",
+                            choices=fast_path.SWITCH,
+                            help="memory format of the networks: on = channels_last (NHWC), off = NCHW, auto = the "
+                                 "faster one for this phase on this device (models/fast_path.py); --channels_last "
+                                 "alone = on. Same result to ~1e-6")
         parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=["none", "auto", "bf16", "fp16"],
                             help="automatic mixed precision; --amp alone = bf16 where the GPU supports it, else fp16 "
                                  "(with loss scaling when training). On the CPU: bf16 only, and only on CPUs with "
@@ -88,7 +90,11 @@ class IBCLNModel(BaseModel):
         self.visual_names = ["fake_Ts", "real_T", "real_I", "fake_Rs"]
         self.model_names = ["G_T", "G_R", "D"] if self.is_train else ["G_T", "G_R"]
         self.amp_dtype = resolve_amp(getattr(opt, "amp", "none"), self.device)
-        self.channels_last = bool(getattr(opt, "channels_last", False))
+        self.channels_last, why = fast_path.resolve_channels_last(
+            getattr(opt, "channels_last", "off"), self.device, "train" if self.is_train else "test",
+            self.amp_dtype is not None)
+        if getattr(opt, "channels_last", "off") == "auto" and int(getattr(opt, "rank", 0)) == 0:
+            print(f"--channels_last auto: {'on' if self.channels_last else 'off'} ({why})")
         self.tile = int(getattr(opt, "tile", 0) or 0)
         self.tile_overlap = int(getattr(opt, "tile_overlap", 0) or 0)
         if self.tile:

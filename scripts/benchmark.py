@@ -27,6 +27,7 @@ Variants (--variants, comma-separated, or all):
                  instructions (AVX512-BF16 or AMX)
   compile        plain + torch.compile (--compile; on the CPU minutes of C++ compilation per shape)
   fast           fast_fp32 + --amp where the device has it; on CUDA also --fused_gates and --compile
+  fast_nchw      skip_work + --amp: fast without channels_last (what channels_last adds under AMP)
 """
 
 from __future__ import annotations
@@ -62,15 +63,18 @@ from options.test_options import TestOptions  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 
 # name -> (model flags, generator shortcuts on, needs AMP)
+# NCHW variants say --channels_last off: test.py's default is auto, which picks a format per machine.
+NCHW = ["--channels_last", "off"]
 VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
-    "plain": (["--no_zero_state_skip"], False, False),
-    "fused_gates": (["--no_zero_state_skip", "--fused_gates"], False, False),
-    "skip_work": ([], True, False),
+    "plain": (["--no_zero_state_skip", *NCHW], False, False),
+    "fused_gates": (["--no_zero_state_skip", "--fused_gates", *NCHW], False, False),
+    "skip_work": (NCHW, True, False),
     "channels_last": (["--no_zero_state_skip", "--channels_last"], False, False),
     "fast_fp32": (["--channels_last"], True, False),
-    "amp": (["--no_zero_state_skip", "--amp"], False, True),
-    "compile": (["--no_zero_state_skip", "--compile"], False, False),
+    "amp": (["--no_zero_state_skip", "--amp", *NCHW], False, True),
+    "compile": (["--no_zero_state_skip", "--compile", *NCHW], False, False),
     "fast": (["--channels_last"], True, False),  # + --amp, and on CUDA --fused_gates --compile (variant_flags)
+    "fast_nchw": (["--amp", *NCHW], True, True),
 }
 SIZE_PRESETS = {"full": (256, [256, 512, 1024]), "tiny": (32, [32, 64])}
 
