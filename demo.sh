@@ -44,11 +44,12 @@ echo "== 1/3 demo data: $DATA"
 gpu_ids=$("$PYTHON" -c "import torch; print(0 if torch.cuda.is_available() else -1)")
 device="CPU"
 [ "$gpu_ids" = "0" ] && device="GPU 0"
-# On the CPU, the fast path (README, Performance): --channels_last (fp32, the same results to ~1e-6) and, where
-# the CPU has bfloat16 instructions, --amp (bf16 autocast, about twice as fast). FP32=1 keeps full fp32.
-speed=()
+# The fast path (README, Performance): --channels_last auto lets the model pick the faster memory format for each
+# phase on this machine (models/fast_path.py: on the CPU channels_last for testing, and for training with AVX-512
+# or bf16 autocast; the same results to ~1e-6), and where the CPU has bfloat16 instructions --amp (bf16
+# autocast, about twice as fast). FP32=1 keeps full fp32.
+speed=(--channels_last auto)
 if [ "$gpu_ids" = "-1" ]; then
-  speed=(--channels_last)
   if [ "${FP32:-0}" != "1" ] && "$PYTHON" -c \
       "import sys; from models.ibcln_model import cpu_has_native_bf16; sys.exit(not cpu_has_native_bf16())"; then
     speed+=(--amp)

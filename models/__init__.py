@@ -1,6 +1,7 @@
 """Model registry: ``--model NAME`` loads models/<name>_model.py and its class <Name>Model (case-insensitive).
 
 To add a model ``foo``, create models/foo_model.py with a BaseModel subclass called FooModel.
+``load_ibcln`` (models/api.py) is the Python API for inference with IBCLN.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ import argparse
 
 from util.registry import find_class
 
+from .api import ReflectionRemover, load_ibcln
 from .base_model import BaseModel
+
+__all__ = ["BaseModel", "ReflectionRemover", "create_model", "find_model_using_name", "get_option_setter",
+           "load_ibcln"]
 
 
 def find_model_using_name(model_name: str) -> type[BaseModel]:

@@ -13,7 +13,7 @@ from torch import Tensor
 from util import distributed
 from util.errors import UserError
 
-from . import losses, networks, tiling
+from . import fast_path, losses, networks, tiling
 from .base_model import BaseModel, NonFiniteLossError, VisualRoles
 
 N_STEPS = 3
@@ -81,9 +81,11 @@ class IBCLNModel(BaseModel):
         parser.add_argument("--no_zero_state_skip", action="store_true",
                             help="run the full gate convolutions at the first cascade step, as released (default: "
                                  "skip the work on the zero LSTM state there; same result)")
-        parser.add_argument("--channels_last", action="store_true",
-                            help="run the networks in channels_last (NHWC) memory format: faster convolutions with "
-                                 "oneDNN on the CPU and cuDNN on recent GPUs; same result to ~1e-6")
+        parser.add_argument("--channels_last", nargs="?", const="on", default="off" if is_train else "auto",
+                            choices=fast_path.SWITCH,
+                            help="memory format of the networks: on = channels_last (NHWC), off = NCHW, auto = the "
+                                 "faster one for this phase on this device (models/fast_path.py); --channels_last "
+                                 "alone = on. Same result to ~1e-6")
         parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=["none", "auto", "bf16", "fp16"],
                             help="automatic mixed precision; --amp alone = bf16 where the GPU supports it, else fp16 "
                                  "(with loss scaling when training). On the CPU: bf16 only, and only on CPUs with "
@@ -109,7 +111,11 @@ class IBCLNModel(BaseModel):
             raise UserError("--compile with several --gpu_ids: DataParallel replicas would run the first GPU's "
                             "compiled code; train on several GPUs with torchrun (docs/gpu.md), or drop --compile")
         self.amp_dtype = resolve_amp(getattr(opt, "amp", "none"), self.device)
-        self.channels_last = bool(getattr(opt, "channels_last", False))
+        self.channels_last, why = fast_path.resolve_channels_last(
+            getattr(opt, "channels_last", "off"), self.device, "train" if self.is_train else "test",
+            self.amp_dtype is not None)
+        if getattr(opt, "channels_last", "off") == "auto" and distributed.is_main_process():
+            print(f"--channels_last auto: {'on' if self.channels_last else 'off'} ({why})")
         self.tile = int(getattr(opt, "tile", 0) or 0)
         self.tile_overlap = int(getattr(opt, "tile_overlap", 0) or 0)
         if self.tile:
@@ -199,24 +205,33 @@ class IBCLNModel(BaseModel):
         waits for nothing; eval or train mode is the caller's choice. scored_only (validation) skips the
         last G_R pass: R_3 is not scored and no T depends on it (a sixth of the cascade's work).
         """
-        net_G_T, net_G_R = networks.unwrap(self.netG_T), networks.unwrap(self.netG_R)
-        last_R = not scored_only
-        with torch.inference_mode(), self.autocast():
-            if self.tile and max(self.real_I.shape[-2:]) > self.tile:
-                fake_Ts, fake_Rs = tiling.tiled_cascade(
-                    lambda crop: run_cascade(net_G_T, net_G_R, crop, last_R=last_R)[:2],
-                    self.real_I, self.tile, self.tile_overlap)
-            else:
-                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, self.real_I, last_R=last_R)
+        self.fake_Ts, self.fake_Rs = self.infer(self.real_I, last_R=not scored_only)
         self.fake_T_half = self.fake_T_quarter = None  # they feed training losses only
-        self.fake_Ts = [t.float().clamp(0, 1) for t in fake_Ts]
-        self.fake_Rs = [r.float().clamp(0, 1) for r in fake_Rs]
         if self.crop_to is not None:
             h, w = self.crop_to
             self.fake_Ts = [t[..., :h, :w] for t in self.fake_Ts]
             self.fake_Rs = [r[..., :h, :w] for r in self.fake_Rs]
             self.real_I = self.real_I[..., :h, :w]
             self.real_T = self.real_T[..., :h, :w]
+
+    def infer(self, image: Tensor, n_steps: int = N_STEPS, last_R: bool = True, tile: int | None = None,
+              overlap: int | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Return ([T_0..T_n], [R_0..R_n]) for image (N,3,H,W; H, W multiples of 4), clamped to [0,1], in float32.
+
+        The inference of test.py and of the Python API (models/api.py): inference mode, --amp's autocast, the
+        model's memory format, and tiles when the longer side exceeds `tile` (None: --tile / --tile_overlap).
+        """
+        net_G_T, net_G_R = networks.unwrap(self.netG_T), networks.unwrap(self.netG_R)
+        tile = self.tile if tile is None else tile
+        overlap = self.tile_overlap if overlap is None else overlap
+        image = self._to_device(image)
+        with torch.inference_mode(), self.autocast():
+            if tile and max(image.shape[-2:]) > tile:
+                fake_Ts, fake_Rs = tiling.tiled_cascade(
+                    lambda crop: run_cascade(net_G_T, net_G_R, crop, n_steps, last_R)[:2], image, tile, overlap)
+            else:
+                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, image, n_steps, last_R)
+        return [t.float().clamp(0, 1) for t in fake_Ts], [r.float().clamp(0, 1) for r in fake_Rs]
 
     def backward_G(self) -> None:
         """Compute L_G = L_T + L_res + L_MP + L_adv + L_R and its gradients."""

@@ -27,13 +27,13 @@ Variants (--variants, comma-separated, or all):
                  instructions (AVX512-BF16 or AMX)
   compile        plain + torch.compile (--compile; on the CPU minutes of C++ compilation per shape)
   fast           fast_fp32 + --amp where the device has it; on CUDA also --fused_gates and --compile
+  fast_nchw      skip_work + --amp: fast without channels_last (what channels_last adds under AMP)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import io
 import json
 import os
@@ -55,18 +55,21 @@ from models.ibcln_model import cpu_has_native_bf16, resolve_amp
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from training.throughput import measure, write_photos
-from util.machine import cpu_model, usable_cores
+from util.machine import cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
 
 # name -> (model flags, generator shortcuts on, needs AMP)
+# NCHW variants say --channels_last off: test.py's default is auto, which picks a format per machine.
+NCHW = ["--channels_last", "off"]
 VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
-    "plain": (["--no_zero_state_skip"], False, False),
-    "fused_gates": (["--no_zero_state_skip", "--fused_gates"], False, False),
-    "skip_work": ([], True, False),
+    "plain": (["--no_zero_state_skip", *NCHW], False, False),
+    "fused_gates": (["--no_zero_state_skip", "--fused_gates", *NCHW], False, False),
+    "skip_work": (NCHW, True, False),
     "channels_last": (["--no_zero_state_skip", "--channels_last"], False, False),
     "fast_fp32": (["--channels_last"], True, False),
-    "amp": (["--no_zero_state_skip", "--amp"], False, True),
-    "compile": (["--no_zero_state_skip", "--compile"], False, False),
+    "amp": (["--no_zero_state_skip", "--amp", *NCHW], False, True),
+    "compile": (["--no_zero_state_skip", "--compile", *NCHW], False, False),
     "fast": (["--channels_last"], True, False),  # + --amp, and on CUDA --fused_gates --compile (variant_flags)
+    "fast_nchw": (["--amp", *NCHW], True, True),
 }
 SIZE_PRESETS = {"full": (256, [256, 512, 1024]), "tiny": (32, [32, 64])}
 
@@ -87,39 +90,6 @@ def amp_available(device: str) -> bool:
 
 # ----- measurement helpers -------------------------------------------------------------------------------------
 
-_LIBC = None
-
-
-def _trim_heap() -> None:
-    """Hand freed heap memory back to the OS (glibc malloc_trim), so that RSS reflects live memory."""
-    global _LIBC
-    try:
-        _LIBC = _LIBC or ctypes.CDLL("libc.so.6")
-        _LIBC.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _status_mb(field: str) -> float:
-    """Return a memory field of /proc/self/status (VmRSS, VmHWM) in MiB, or NaN where there is none."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def _reset_rss_peak() -> bool:
-    """Reset the process's RSS high-water mark (Linux /proc/self/clear_refs); return whether that worked."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class Meter:
@@ -140,13 +110,13 @@ class Meter:
             seconds = time.perf_counter() - start
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
             return seconds, peak, peak - before
-        _trim_heap()
-        reset = _reset_rss_peak()
-        before = _status_mb("VmRSS")
+        trim_heap()
+        reset = reset_rss_peak()
+        before = status_mb("VmRSS")
         start = time.perf_counter()
         fn()
         seconds = time.perf_counter() - start
-        peak = _status_mb("VmHWM") if reset else float("nan")
+        peak = status_mb("VmHWM") if reset else float("nan")
         return seconds, peak, peak - before
 
 

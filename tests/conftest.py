@@ -205,3 +205,18 @@ def load_make_weights():
 def make_weights():
     """Return the tests/data/make_weights.py module (use make_weights.make_state_dict(keys, seed))."""
     return load_make_weights()
+
+
+@pytest.fixture(scope="session")
+def seeded_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a folder with final_net_G_T.pth / final_net_G_R.pth: ngf-8 generators from make_weights (seeds 1, 2)."""
+    import torch
+
+    from models.networks import ConvLSTMGenerator
+
+    keys = [(key, list(value.shape)) for key, value in ConvLSTMGenerator(ngf=8).state_dict().items()]
+    make_weights = load_make_weights()
+    folder = tmp_path_factory.mktemp("seeded_weights")
+    for net, seed in (("G_T", 1), ("G_R", 2)):
+        torch.save(make_weights.make_state_dict(keys, seed), folder / f"final_net_{net}.pth")
+    return folder
