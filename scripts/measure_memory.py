@@ -19,7 +19,6 @@ import json
 import subprocess
 import sys
 
-
 CHILD = """
 import json, sys
 import numpy as np, torch
