@@ -37,7 +37,7 @@ class Job:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0].split(": ", 1)[1],
+    parser = argparse.ArgumentParser(description=__doc__.split(":", 1)[0] + ".",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (read recursively)")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
