@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from data.image_folder import load_rgb, make_dataset
 from models.api import DEFAULT_WEIGHTS, load_ibcln
-from util.errors import UserError
+from util.errors import UserError, exit_on_user_error
 from util.images import save_image
 
 DEFAULT_OUT = os.path.join("results", "remove_reflection")
@@ -161,8 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(exit_on_user_error(main))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 
 import torch
@@ -16,7 +15,7 @@ import torch
 import data
 import models
 from util import distributed
-from util.errors import UserError
+from util.errors import UserError, exit_on_user_error
 from util.seeding import seed_everything
 
 DEFAULT_NAME = "experiment_name"
@@ -186,9 +185,4 @@ def run_cli(main, options: BaseOptions) -> None:
     Warnings are printed as ``warning: <message>``, without Python's file:line prefix and source line.
     """
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
-    try:
-        opt = options.parse()
-        main(opt)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(lambda: main(options.parse()))

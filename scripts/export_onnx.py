@@ -19,7 +19,6 @@ import argparse
 import importlib
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 
 from models.api import DEFAULT_WEIGHTS, load_ibcln
 from models.ibcln_model import N_STEPS
-from util.errors import UserError
+from util.errors import UserError, exit_on_user_error
 
 EXPORT_PACKAGES = ("onnx", "onnxscript")
 MAX_SIDE = 16384  # the largest height and width the graph accepts (a bound torch.export needs)
@@ -136,8 +135,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(main)

@@ -16,13 +16,12 @@ import argparse
 import os
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 import zipfile
 
 from models.api import DEFAULT_WEIGHTS, ReflectionRemover, load_ibcln, weight_paths
-from util.errors import UserError
+from util.errors import UserError, exit_on_user_error
 
 # The authors' "pre-trained model" link (README of github.com/JHL-HUST/IBCLN, section Test).
 DRIVE_FILE_ID = "1Dnlb875jP-F3vcFHlolcPTXFn4RmnQNr"
@@ -141,8 +140,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(main)

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import warnings
 
 import numpy as np
@@ -36,7 +35,7 @@ from data import synthesis
 from data.base_dataset import to_tensor
 from data.image_folder import is_image_file, load_rgb
 from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_real
-from util.errors import UserError
+from util.errors import UserError, exit_on_user_error
 
 
 def list_photos(folder: str) -> list[str]:
@@ -235,11 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and build; a UserError ends with one line and exit status 2."""
     args = parse_args(argv)
-    try:
-        manifest = build(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    manifest = exit_on_user_error(lambda: build(args))
     if args.train:
         print(f"{args.out}: trainA1 {len(manifest['trainA1'])}, trainA2 {len(manifest['trainA2'])}, "
               f"natural pairs {len(manifest.get('real_pairs', []))}, val/ {len(manifest['val']['images'])} "
