@@ -1,9 +1,10 @@
 """The ``resize_natural_3`` dataset (docs/method.md §6): T+R mixtures synthesized per sample, real pairs, test pairs.
 
 Training folders under --dataroot: trainA1 (T photos), trainA2 (R photos), optionally natural_T and
-natural_I (real aligned pairs with the same file names). Test sets: testB (inputs I) and optionally
+natural_I (real aligned pairs with the same file names); more real pairs from the --real_pairs folders, in any
+layout of data/layouts.py (an OpenRR-1k tree, RRW as distributed, ...). Test sets: testB (inputs I) and optionally
 testA1 (ground truth T, paired with testB by file name without extension), or any layout of
-data/layouts.py (blended/ + transmission_layer/, SIR² scene folders, CEILNet triplets).
+data/layouts.py (blended/ + transmission_layer/, SIR² scene folders, CEILNet triplets, OpenRR-1k, RRW).
 
 Every random draw of a training sample (real or synthetic, which R photo, crop, flip, synthesis
 parameters) comes from one torch.Generator. In training the DataLoader hands __getitem__ a SampleKey
@@ -63,7 +64,16 @@ class ResizeNatural3Dataset(BaseDataset):
         parser.add_argument("--sigma_min", type=float, default=2.0, help="smallest reflection blur sigma")
         parser.add_argument("--sigma_max", type=float, default=5.0, help="largest reflection blur sigma")
         parser.add_argument("--natural_prob", type=float, default=0.3,
-                            help="probability that a training sample is a real pair (when natural_T/natural_I exist)")
+                            help="probability that a training sample is a real pair (when there are real pairs: "
+                                 "natural_T/natural_I, --real_pairs)")
+        if is_train:
+            parser.add_argument("--real_pairs", type=str, default="", metavar="DIR[,DIR...]",
+                                help="more real training pairs, drawn with natural_T/natural_I: folders in any "
+                                     "test-set layout (docs/data.md), e.g. an OpenRR-1k tree (its train split) or "
+                                     "RRW as distributed")
+            parser.add_argument("--no_natural", action="store_true",
+                                help="do not read natural_T/natural_I under --dataroot (with --real_pairs: train on "
+                                     "those real pairs instead)")
         parser.add_argument("--max_size", type=int, default=0,
                             help="test: downscale inputs whose longer side exceeds this (aspect kept, Lanczos) before "
                                  "the multiple-of-4 step; outputs and metrics are then at the reduced size. 0 = never")
@@ -104,9 +114,10 @@ class ResizeNatural3Dataset(BaseDataset):
         self.r_paths = self._required("trainA2", "reflection photos (R)")
         nat_t, nat_i = os.path.join(self.root, "natural_T"), os.path.join(self.root, "natural_I")
         self.natural_pairs: list[tuple[str, str]] = []
-        if os.path.isdir(nat_t) and os.path.isdir(nat_i):
+        if os.path.isdir(nat_t) and os.path.isdir(nat_i) and not getattr(opt, "no_natural", False):
             self.natural_pairs = pair_real(make_dataset(nat_t, opt.max_dataset_size),
                                               make_dataset(nat_i, opt.max_dataset_size), nat_t, nat_i)
+        self.natural_pairs += read_real_pairs(getattr(opt, "real_pairs", ""), opt.max_dataset_size)
         if not self.natural_pairs:
             print(f"note: no real pairs (natural_T/natural_I) under {self.root}: training on synthetic mixtures only")
         self.length = opt.dataset_size if opt.dataset_size > 0 else len(self.t_paths)
@@ -364,3 +375,25 @@ def pair_real(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: s
         raise UserError("real pairs must have the same file names (extension aside) in natural_T and natural_I; "
                         + "; ".join(parts))
     return [(t_path, i_path) for _, t_path, i_path in pairs]
+
+
+def read_real_pairs(folders: str, max_size: float) -> list[tuple[str, str]]:
+    """Return the (T, I) pairs of the --real_pairs folders (comma-separated, any layout of data/layouts.py).
+
+    An OpenRR-1k tree gives its train split; inputs without a ground truth are left out (with a note); at most
+    max_size pairs are taken from each folder, in name order.
+    """
+    pairs: list[tuple[str, str]] = []
+    for root in filter(None, (folder.strip() for folder in folders.split(","))):
+        if not os.path.isdir(root):
+            raise UserError(f"--real_pairs {root}: folder not found")
+        layout, found = find_pairs(root, training=True)
+        paired = [(p.gt, p.input) for p in found if p.gt is not None]
+        if not paired:
+            raise UserError(f"--real_pairs {root}: no input has a ground truth ({layout} layout)")
+        paired = paired[: int(min(max_size, len(paired)))]
+        unpaired = sum(p.gt is None for p in found)
+        print(f"{root}: {len(paired)} real pair(s) ({layout} layout)"
+              + (f"; {unpaired} input(s) without a ground truth left out" if unpaired else ""))
+        pairs += paired
+    return pairs

@@ -30,7 +30,8 @@ class TestOptions(BaseOptions):
         parser.add_argument("--layout", type=str, default="auto", choices=["auto", *LAYOUTS],
                             help="layout of the test set (data/layouts.py): testB (testB/ + testA1/), blended "
                                  "(blended/ + transmission_layer/), sir2 (<scene>/m.* + g.*), ceilnet "
-                                 "(<stem>-input.* + -label1.*); auto = detect it")
+                                 "(<stem>-input.* + -label1.*), openrr1k (an OpenRR-1k split), rrw "
+                                 "(<session>/GT_*/<scene>_GT.* + <session>/<scene>/*); auto = detect it")
         parser.add_argument("--pair_by", type=str, default="stem", choices=["stem", "sorted"],
                             help="pair inputs with ground truths by file name without extension, or by sorted "
                                  "order (the released code; the two folders must hold as many images)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from skimage import data as skdata
+from test_layouts import make_openrr_tree, make_rrw_session, make_rrw_tree
 
 from data import create_dataset
 from data.image_folder import load_rgb
+from data.layouts import find_pairs
 from data.resize_natural_3_dataset import ResizeNatural3Dataset
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
@@ -265,6 +268,60 @@ def test_real_pair_smaller_than_4_pixels_is_a_user_error(tmp_path: Path) -> None
     dataset = ResizeNatural3Dataset(train_opt(root, "--natural_prob", "1.0"))
     with pytest.raises(UserError, match="thin.png"):
         dataset[0]
+
+
+# ----- real pairs from the newer real data sets (--real_pairs) -------------------------------------------
+
+
+def real_pair_trees(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Return (a training root with one natural pair, an OpenRR-1k-shaped tree, an RRW-shaped tree)."""
+    t = photo("chelsea", 40, 40)
+    root = make_train_root(tmp_path / "data", natural={"x.png": (t, 255 - t)})
+    return root, make_openrr_tree(tmp_path / "OpenRR-1k", size=(40, 48)), make_rrw_tree(tmp_path / "RRW")
+
+
+def test_real_pairs_from_an_openrr1k_and_an_rrw_tree_are_drawn_as_real_pairs(tmp_path: Path, capsys) -> None:
+    root, openrr, rrw = real_pair_trees(tmp_path)
+    natural = (str(root / "natural_T" / "x.png"), str(root / "natural_I" / "x.png"))
+    from_openrr = {(p.gt, p.input) for p in find_pairs(str(openrr), training=True)[1]}
+    from_rrw = {(p.gt, p.input) for p in find_pairs(str(rrw))[1] if p.gt}
+    assert len(from_openrr) == 3 and len(from_rrw) == 5
+    assert all("train_800" in t for t, _ in from_openrr)  # the train split only
+    capsys.readouterr()
+    opt = train_opt(root, "--real_pairs", f"{openrr},{rrw}", "--natural_prob", "1.0", "--preprocess", "none",
+                    "--no_flip", "--dataset_size", "60")
+    dataset = ResizeNatural3Dataset(opt)
+    out = capsys.readouterr().out
+    assert "3 real pair(s) (openrr1k layout)" in out
+    assert "5 real pair(s) (rrw layout); 1 input(s) without a ground truth left out" in out
+    assert dataset.natural_pairs[0] == natural and set(dataset.natural_pairs) == {natural, *from_openrr, *from_rrw}
+    torch.manual_seed(0)
+    drawn = set()
+    for index in range(60):
+        sample = dataset[index]
+        assert bool(sample["isNatural"]) and float(sample["alpha"]) == 1.0
+        pair = (sample["T_path"], sample["I_path"])
+        assert pair in dataset.natural_pairs
+        drawn.add(pair)
+        t, i = as_uint8(sample["T"]), as_uint8(sample["I"])
+        t_hits = find_window(np.asarray(load_rgb(pair[0])), t)
+        assert t_hits and t_hits == find_window(np.asarray(load_rgb(pair[1])), i)  # one window in both
+    assert drawn & from_openrr and drawn & from_rrw
+
+
+def test_real_pairs_instead_of_natural_and_their_errors(tmp_path: Path) -> None:
+    root, openrr, rrw = real_pair_trees(tmp_path)
+    dataset = ResizeNatural3Dataset(train_opt(root, "--real_pairs", str(openrr / "val_100"), "--no_natural"))
+    assert [os.path.basename(i) for _, i in dataset.natural_pairs] == ["val_0001.jpg", "val_0002.jpg"]
+    assert ResizeNatural3Dataset(train_opt(root, "--no_natural")).natural_pairs == []
+    with pytest.raises(UserError, match="--real_pairs .*nowhere: folder not found"):
+        ResizeNatural3Dataset(train_opt(root, "--real_pairs", str(tmp_path / "nowhere")))
+    lonely = make_rrw_session(tmp_path / "lonely", "GT_x", {"nogt_a": 1, "b": 1})
+    shutil.rmtree(lonely / "b")  # its ground truth stays: the frames of nogt_a are all there is
+    with pytest.raises(UserError, match=r"--real_pairs .*lonely: no input has a ground truth \(rrw layout\)"):
+        ResizeNatural3Dataset(train_opt(root, "--real_pairs", str(lonely)))
+    with pytest.raises(UserError, match="no known test-set layout"):
+        ResizeNatural3Dataset(train_opt(root, "--real_pairs", str(root / "trainA1")))
 
 
 # ----- reproducibility -----------------------------------------------------------------------------------

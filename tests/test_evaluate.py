@@ -13,6 +13,9 @@ from conftest import run_script, skimage_photo, write_png
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from test_bad_input import assert_one_line_error, save_random_generators
+from test_layouts import make_openrr_tree, make_rrw_tree
+
+from data.layouts import find_pairs
 
 CPU = ["--gpu_ids", "-1"]
 
@@ -262,3 +265,65 @@ def test_a_channel_identical_to_the_ground_truth_is_noted(tmp_path: Path, capsys
     assert "| syn | 2 | " in out and "| inf | " in out  # the pred column's mean PSNR
     saved = json.loads((tmp_path / "out.json").read_text())  # strict JSON: the infinite mean is null
     assert saved["syn"]["psnr"]["pred"] is None and saved["syn"]["ssim"]["pred"] > 0.5
+
+
+# ----- the newer real data sets as distributed (docs/data.md, docs/evaluation.md) -------------------------
+
+
+def newer_real_sets(tmp_path: Path) -> dict[str, Path]:
+    """Return set name -> folder: the test split of an OpenRR-1k-shaped tree and an RRW-shaped tree."""
+    return {"openrr_test": make_openrr_tree(tmp_path / "OpenRR-1k") / "test_100",
+            "rrw": make_rrw_tree(tmp_path / "RRW")}
+
+
+def input_column(root: Path) -> tuple[int, float, float]:
+    """Return (pairs with a ground truth, mean band-wise PSNR, mean SSIM of the input against it) of a set."""
+    scores = [bandwise(read(p.input), read(p.gt)) for p in find_pairs(str(root))[1] if p.gt]
+    return len(scores), float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+
+def test_an_openrr1k_split_and_an_rrw_tree_are_evaluated(tmp_path: Path, capsys) -> None:
+    from evaluation import multiset as evaluate
+    from options.evaluate_options import EvaluateOptions
+
+    sets = newer_real_sets(tmp_path)
+    save_random_generators(tmp_path / "ck" / "rand")
+    out = tmp_path / "out.json"
+    opt = EvaluateOptions().parse([str(a) for a in [
+        "--sets", *(f"{name}={root}" for name, root in sets.items()), "--name", "rand", "--epoch", "final",
+        "--checkpoints_dir", tmp_path / "ck", "--results_dir", tmp_path / "res", "--json", out, *CPU]], save=False)
+    capsys.readouterr()
+    evaluate.evaluate(opt)
+    printed = capsys.readouterr().out
+    assert "(openrr1k layout)" in printed and "(rrw layout)" in printed
+    assert "rrw: 1 input(s) without ground truth are skipped: ref_hf3_nogt_scene_frame_000030" in printed
+    report = json.loads(out.read_text())
+    assert report["openrr_test"]["images"] == 2 and report["rrw"]["images"] == 5 and report["average"]["images"] == 7
+    for name, root in sets.items():
+        count, psnr, ssim = input_column(root)
+        assert report[name]["images"] == count
+        assert report[name]["psnr"]["I"] == pytest.approx(psnr, abs=1e-9)
+        assert report[name]["ssim"]["I"] == pytest.approx(ssim, abs=1e-9)
+        assert set(report[name]["psnr"]) == {"I", "T_1", "T_2", "T_3"}
+    images = tmp_path / "res" / "rand" / "eval_final" / "rrw" / "images"
+    assert (images / "reflection_camera1_room_frame_000055_fake_Ts_03.png").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_py_scores_saved_predictions_on_the_newer_real_sets(tmp_path: Path) -> None:
+    """End to end: predictions named as the pairs (an RRW frame by <session>_<scene>_<frame>) are the inputs, so
+    the pred column is the I column."""
+    sets = newer_real_sets(tmp_path)
+    for name, root in sets.items():
+        for pair in find_pairs(str(root))[1]:
+            write_png(read(pair.input), tmp_path / "preds" / name / f"{pair.name}.png")
+    out = tmp_path / "out.json"
+    proc = run_script("evaluate.py", "--sets", *(f"{name}={root}" for name, root in sets.items()), "--pred",
+                      *(f"{name}={tmp_path / 'preds' / name}" for name in sets), "--results_dir", tmp_path / "res",
+                      "--json", out, *CPU)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for name, root in sets.items():
+        count, psnr, _ = input_column(root)
+        assert report[name]["images"] == count
+        assert report[name]["psnr"]["pred"] == report[name]["psnr"]["I"] == pytest.approx(psnr, abs=1e-9)

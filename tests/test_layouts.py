@@ -157,3 +157,106 @@ def test_a_partial_ground_truth_folder_is_still_fine(tmp_path: Path, capsys) -> 
     _, pairs = find_pairs(str(root))
     assert [p.gt is not None for p in pairs] == [True, True, False]
     assert "orphan.png" in capsys.readouterr().out
+
+
+# ----- the newer real data sets as their authors distribute them (docs/data.md) -------------------------
+
+
+def make_openrr_tree(root: Path, size: tuple[int, int] = (24, 32)) -> Path:
+    """Write an OpenRR-1k-shaped tree: train_800 (3 pairs) and test_100 (2 pairs) one level deeper under their own
+    name, as unzipping train_800.zip into train_800/ gives, and val_100 (2 pairs) directly; return root.
+
+    Pair k of a split is <split>_000k.jpg in blended/ (input, image(seed)) and transmission_layer/ (image(seed + 50)).
+    """
+    for split, n, doubled, seed in (("train_800", 3, True, 0), ("val_100", 2, False, 10), ("test_100", 2, True, 20)):
+        folder = root / split / split if doubled else root / split
+        for k in range(n):
+            name = f"{split.split('_')[0]}_{k + 1:04d}.jpg"
+            write_png(image(seed + k, size), folder / "blended" / name)
+            write_png(image(seed + k + 50, size), folder / "transmission_layer" / name)
+    return root
+
+
+def make_rrw_session(session: Path, gt_folder: str, scenes: dict[str, int], gt_suffix: str = "_GT",
+                     size: tuple[int, int] = (24, 32)) -> Path:
+    """Write one RRW-shaped capture session: scene -> frames; a scene with a ground truth gets
+    <gt_folder>/<scene><gt_suffix>.png, one whose name starts with 'nogt' none; return the session."""
+    for s, (scene, frames) in enumerate(scenes.items()):
+        for f in range(frames):
+            write_png(image(100 + 10 * s + f, size), session / scene / f"frame_{30 + 25 * f:06d}.jpg")
+        if not scene.startswith("nogt"):
+            write_png(image(200 + s, size), session / gt_folder / f"{scene}{gt_suffix}.png")
+    return session
+
+
+def make_rrw_tree(root: Path) -> Path:
+    """Write an RRW-shaped tree of two sessions (the ground-truth folder and suffix in two letter cases), plus a
+    ground truth without a scene folder and a scene without a ground truth; return root."""
+    make_rrw_session(root / "ref_hf3", "GT_hf3", {"wild_out1": 2, "wild_out2": 1, "nogt_scene": 1})
+    make_rrw_session(root / "reflection_camera1", "gt_CAMERA1", {"room": 2}, gt_suffix="_gt")
+    write_png(image(99), root / "ref_hf3" / "GT_hf3" / "orphan_GT.png")
+    return root
+
+
+def test_an_openrr1k_tree_is_detected_and_each_split_is_a_test_set(tmp_path: Path) -> None:
+    root = make_openrr_tree(tmp_path / "OpenRR-1k")
+    assert detect_layout(str(root)) == "openrr1k"
+    with pytest.raises(UserError) as err:  # which split would be scored? the error says how to choose
+        find_pairs(str(root))
+    message = str(err.value)
+    assert "\n" not in message and "test_100, train_800, val_100" in message
+    assert str(root / "test_100") in message
+    layout, pairs = find_pairs(str(root / "test_100"))  # test_100/test_100/blended, as unzipped
+    assert layout == "openrr1k" and [p.name for p in pairs] == ["test_0001", "test_0002"]
+    assert pairs[0].input == str(root / "test_100" / "test_100" / "blended" / "test_0001.jpg")
+    assert pairs[0].gt == str(root / "test_100" / "test_100" / "transmission_layer" / "test_0001.jpg")
+    layout, pairs = find_pairs(str(root / "val_100"))  # val_100/blended directly: the blended layout
+    assert layout == "blended" and [p.name for p in pairs] == ["val_0001", "val_0002"]
+    assert all(p.gt for p in pairs)
+    with pytest.raises(UserError, match="no OpenRR-1k split folder"):
+        find_pairs(str(root / "val_100" / "blended"), layout="openrr1k")
+
+
+def test_an_openrr1k_tree_gives_its_train_split_as_training_pairs(tmp_path: Path, capsys) -> None:
+    root = make_openrr_tree(tmp_path / "OpenRR-1k")
+    layout, pairs = find_pairs(str(root), training=True)
+    assert layout == "openrr1k" and [p.name for p in pairs] == ["train_0001", "train_0002", "train_0003"]
+    assert all(Path(p.gt).parent == root / "train_800" / "train_800" / "transmission_layer" for p in pairs)
+    assert "train_800" in capsys.readouterr().out
+    (root / "Train_900" / "blended").mkdir(parents=True)  # two train splits (any letter case): no guess
+    with pytest.raises(UserError, match="not one train split"):
+        find_pairs(str(root), training=True)
+
+
+def test_an_rrw_tree_pairs_every_frame_with_its_scene_ground_truth(tmp_path: Path, capsys) -> None:
+    root = make_rrw_tree(tmp_path / "RRW")
+    assert detect_layout(str(root)) == "rrw"
+    layout, pairs = find_pairs(str(root))
+    assert layout == "rrw"
+    assert [p.name for p in pairs] == [
+        "ref_hf3_nogt_scene_frame_000030", "ref_hf3_wild_out1_frame_000030", "ref_hf3_wild_out1_frame_000055",
+        "ref_hf3_wild_out2_frame_000030", "reflection_camera1_room_frame_000030",
+        "reflection_camera1_room_frame_000055"]
+    by_name = {p.name: p for p in pairs}
+    assert by_name["ref_hf3_nogt_scene_frame_000030"].gt is None
+    assert by_name["ref_hf3_wild_out1_frame_000055"].gt == str(root / "ref_hf3" / "GT_hf3" / "wild_out1_GT.png")
+    assert by_name["reflection_camera1_room_frame_000030"].gt == str(
+        root / "reflection_camera1" / "gt_CAMERA1" / "room_gt.png")
+    np.testing.assert_array_equal(load(by_name["ref_hf3_wild_out2_frame_000030"].gt), image(201))
+    assert "orphan" in capsys.readouterr().out  # a ground truth without frames is named, not scored
+    layout, pairs = find_pairs(str(root / "reflection_camera1"))  # one unzipped session on its own
+    assert layout == "rrw" and [p.name for p in pairs] == ["room_frame_000030", "room_frame_000055"]
+
+
+def test_the_test_dataset_reads_the_newer_real_sets(tmp_path: Path) -> None:
+    openrr = make_openrr_tree(tmp_path / "OpenRR-1k")
+    rrw = make_rrw_tree(tmp_path / "RRW")
+    for root, layout, count in ((openrr / "test_100", "openrr1k", 2), (rrw, "rrw", 6)):
+        opt = TestOptions().parse(["--dataroot", str(root), "--gpu_ids", "-1", "--keep_size"], save=False)
+        dataset = ResizeNatural3Dataset(opt)
+        assert dataset.layout == layout and len(dataset) == count
+        first = dataset[1]
+        gt = (first["T"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(gt, load(dataset.pairs[1].gt))
+    opt = TestOptions().parse(["--dataroot", str(rrw), "--gpu_ids", "-1", "--layout", "rrw"], save=False)
+    assert ResizeNatural3Dataset(opt).only_with_ground_truth() == ["ref_hf3_nogt_scene_frame_000030"]
