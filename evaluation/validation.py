@@ -107,6 +107,8 @@ class Validator:
         self.key = f"PSNR_{model.roles.result}"  # what 'best' and the plateau policy follow
         self.log_path = os.path.join(model.save_dir, "val_log.csv")
         self.best = -math.inf
+        self.last: ValResult | None = None  # the latest validation (rank 0 only)
+        self.extra: dict = {}  # recorded in 'best' training states beside the best value (the W&B run id)
         if not opt.continue_train and distributed.is_main_process() and os.path.isfile(self.log_path):
             os.remove(self.log_path)  # a new run starts a new log; a resumed run appends
 
@@ -143,7 +145,7 @@ class Validator:
         'best' saved; the other ranks wait and receive it."""
         value = math.nan
         if distributed.is_main_process():
-            result = validate(self.model, self.dataset, self.opt)
+            result = self.last = validate(self.model, self.dataset, self.opt)
             values = flat(result.scores, self.labels) if result.scores else [math.nan] * 2 * len(self.labels)
             row = {"epoch": epoch, "samples": total_iters * self.opt.world_size, "lr": float(lr),
                    "seconds": round(result.seconds, 3), "images": result.images,
@@ -153,7 +155,7 @@ class Validator:
             better = self.opt.save_best and value > self.best  # False for NaN
             if better:
                 self.best = value
-                checkpoint.save(self.model, BEST, epoch, total_iters, extra={self.key: value})
+                checkpoint.save(self.model, BEST, epoch, total_iters, extra={**self.extra, self.key: value})
             skipped = f", {len(result.skipped)} undecodable skipped" if result.skipped else ""
             roles = self.model.roles
             print(f"validation after epoch {epoch}: {roles.result} PSNR {value:.2f} SSIM "

@@ -164,13 +164,13 @@ def save(model, prefix: str | int, epoch_done: int, total_iters: int, extra: dic
     save_training_state(model, prefix, Progress(epoch_done, position, total_iters), extra, ranks)
 
 
-def save_all_ranks(model, prefix: str | int, progress: Progress) -> None:
-    """Save prefix with every process's random state and loss meter (progress.meter); return None.
+def save_all_ranks(model, prefix: str | int, progress: Progress, extra: dict | None = None) -> None:
+    """Save prefix with every process's random state and loss meter (progress.meter) and extra; return None.
 
     A collective under torchrun: every rank calls it at the same step; rank 0 gathers and writes.
     """
     ranks = distributed.gather_to_main(rank_state(progress.meter))
-    save(model, prefix, progress.epochs_done, progress.total_iters, position=progress.position, ranks=ranks)
+    save(model, prefix, progress.epochs_done, progress.total_iters, extra, progress.position, ranks)
 
 
 def load_training_state(model, prefix: str | int) -> dict[str, Any]:

@@ -28,6 +28,13 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--update_html_freq", type=int, default=1000, help="save results to HTML every N samples")
         parser.add_argument("--print_freq", type=int, default=100, help="print losses every N samples")
         parser.add_argument("--no_html", action="store_true", help="do not write checkpoints/<name>/web/")
+        # experiment trackers (training/trackers.py; optional packages)
+        parser.add_argument("--tensorboard", action="store_true",
+                            help="log losses, learning rate, samples/s, validation scores and the cascade grid to "
+                                 "checkpoints/<name>/tensorboard/ (needs the tensorboard package)")
+        parser.add_argument("--wandb", type=str, default="", metavar="PROJECT",
+                            help="log the same to this Weights & Biases project (needs the wandb package; "
+                                 "WANDB_MODE=offline keeps it on this machine); '' = off")
         # saving and loading
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="save 'latest' every N samples")
         parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs; 0 = never")

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.base_model import VisualRoles
 from pages.training_page import write_training_page
-from util.images import flatten_visuals, save_image, tensor2im
+from util.images import as_images, flatten_visuals, save_image, tensor2im
 from util.logs import LossLog, truncate_loss_log
 
 
@@ -33,6 +33,32 @@ def _visuals_grid(visuals: OrderedDict) -> tuple[list[np.ndarray], int]:
     for row in rows:
         images += row + [blank] * (ncols - len(row))
     return images, ncols
+
+
+def page_grid(visuals: OrderedDict, roles: VisualRoles, gap: int = 2) -> np.ndarray:
+    """Return the visuals as one (H, W, 3) uint8 image laid out as the result page's grid (the rows of roles,
+    then any other visual), empty cells and gaps white; the hidden visuals of roles are left out."""
+    images = as_images(visuals)
+    placed = set(roles.hidden)
+    rows: list[list[np.ndarray | None]] = []
+    for row in roles.rows:
+        cells = [images[cell[0]] if cell and cell[0] in images and cell[0] not in placed else None for cell in row]
+        placed |= {cell[0] for cell in row if cell}
+        if any(cell is not None for cell in cells):
+            rows.append(cells)
+    others = [image for label, image in images.items() if label not in placed]
+    if others:
+        rows.append(others)
+    shown = [image for row in rows for image in row if image is not None]
+    height, width = max(im.shape[0] for im in shown), max(im.shape[1] for im in shown)
+    ncols = max(len(row) for row in rows)
+    grid = np.full((len(rows) * (height + gap) - gap, ncols * (width + gap) - gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            if image is not None:
+                top, left = r * (height + gap), c * (width + gap)
+                grid[top:top + image.shape[0], left:left + image.shape[1]] = image
+    return grid
 
 
 class Visualizer:

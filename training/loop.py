@@ -26,7 +26,8 @@ from data import create_dataset
 from evaluation.validation import Validator, open_validation_set
 from models import checkpoint, create_model
 from models.base_model import NonFiniteLossError
-from pages.display import Visualizer
+from pages.display import Visualizer, page_grid
+from training.trackers import Trackers, open_trackers, require_packages
 from util import distributed, seeding, signals
 from util.errors import UserError
 
@@ -45,6 +46,7 @@ class LossMeter:
         self.start = time.time()
         self.total: torch.Tensor | None = None
         self.steps = 0
+        self.mark = (self.start, 0)  # (time, samples done) at the last throughput()
 
     def add(self, values: torch.Tensor, batch: int) -> None:
         """Count one training step of batch samples with its loss values (a tensor, left where it is)."""
@@ -66,6 +68,12 @@ class LossMeter:
         """Continue the average in progress that state() returned; return None."""
         self.total = None if state["total"] is None else state["total"].to(device)
         self.steps = int(state["steps"])
+
+    def throughput(self) -> float:
+        """Return the samples per second (this process) since the previous call, or since the start."""
+        now, before = time.time(), self.mark
+        self.mark = (now, self.samples_done)
+        return (self.samples_done - before[1]) / max(now - before[0], 1e-9)
 
     def eta(self) -> str:
         """Return the estimated time left for the whole run, as H:MM:SS."""
@@ -108,6 +116,7 @@ def train(opt: argparse.Namespace) -> int:
     util/signals.py), and under torchrun at the same step on every rank (one all-reduce per step).
     """
     main_process = distributed.is_main_process()
+    require_packages(opt)  # on every rank: a missing tracker package stops all of them before any work
     show_bar = main_process and sys.stdout.isatty()
     device = torch.device("cuda", opt.gpu_ids[0]) if opt.gpu_ids else torch.device("cpu")
     saved_seed = checkpoint.saved_seed(opt) if opt.continue_train else None
@@ -137,6 +146,10 @@ def train(opt: argparse.Namespace) -> int:
         validator.resume(progress.epochs_done)
     resume_at = (progress.epochs_done + 1, progress.position) if opt.continue_train else None
     visualizer = Visualizer(opt, model.roles, enabled=main_process, resume_at=resume_at)
+    trackers = open_trackers(opt, main_process, progress.total_iters if opt.continue_train else None,
+                             checkpoint.load_extra(model, checkpoint.prefix_to_load(opt)) if opt.continue_train else {})
+    if validator:
+        validator.extra = trackers.state()  # 'best' records the W&B run too
     last_epoch = opt.niter + opt.niter_decay
     meter = LossMeter(samples_per_epoch * (last_epoch - progress.epochs_done) - progress.position)
     if progress.meter:
@@ -162,7 +175,7 @@ def train(opt: argparse.Namespace) -> int:
             if code:
                 bar.close()
                 return stop(model, code, epoch, checkpoint.Progress(epoch - 1, epoch_iter, total_iters,
-                                                                    meter.state()))
+                                                                    meter.state()), trackers)
             t_data = time.time() - t_data_start
             t_comp_start = time.time()
             batch = data["I"].shape[0]
@@ -179,7 +192,10 @@ def train(opt: argparse.Namespace) -> int:
             meter.add(model.current_loss_values(), batch)  # stays on the device: no wait for the GPU
             if crossed(total_iters, batch, opt.display_freq):
                 save_result = crossed(total_iters, batch, opt.update_html_freq)
-                visualizer.display_current_results(model.get_current_visuals(), epoch, save_result)
+                visuals = model.get_current_visuals()
+                visualizer.display_current_results(visuals, epoch, save_result)
+                if trackers:
+                    trackers.images(total_iters, page_grid(visuals, model.roles))
             if crossed(total_iters, batch, opt.print_freq):
                 # Loss values are read from the device only here: each read waits for the GPU.
                 means = OrderedDict(zip(model.loss_names, distributed.mean_over_ranks(meter.pop_means()).tolist()))
@@ -189,13 +205,15 @@ def train(opt: argparse.Namespace) -> int:
                 if main_process:
                     bar.write(f"{message} eta: {meter.eta()}", file=sys.stdout)
                 visualizer.plot_current_losses(epoch, epoch_iter / samples_per_epoch, means)
+                trackers.losses(total_iters, means, model.optimizers[0].param_groups[0]["lr"],
+                                meter.throughput() * opt.world_size)
             if crossed(total_iters, batch, opt.save_latest_freq):
                 if main_process:
                     bar.write(f"saving the latest model (epoch {epoch}, total_iters {total_iters})")
                 here = checkpoint.Progress(epoch - 1, epoch_iter, total_iters, meter.state())
-                checkpoint.save_all_ranks(model, "latest", here)
+                checkpoint.save_all_ranks(model, "latest", here, trackers.state())
                 if opt.save_by_iter:
-                    checkpoint.save_all_ranks(model, f"iter_{total_iters}", here)
+                    checkpoint.save_all_ranks(model, f"iter_{total_iters}", here, trackers.state())
             bar.set_postfix_str(f"{shown}data={t_data:.2f}s comp={t_comp:.2f}s")
             bar.update(batch)
         bar.close()
@@ -208,6 +226,8 @@ def train(opt: argparse.Namespace) -> int:
         if validator and validator.due(epoch, last_epoch):
             value = validator.run(epoch, total_iters, epoch_lr)
             visualizer.plot_validation(epoch, value)
+            if validator.last is not None:  # rank 0
+                trackers.validation(total_iters, validator.last, validator.labels)
             if opt.lr_policy == "plateau":
                 lr = model.update_learning_rate(value)
                 if main_process:
@@ -215,15 +235,17 @@ def train(opt: argparse.Namespace) -> int:
                           f"{value:.4f}")
         # Saved after validation, so that the plateau policy's step on it is part of the saved state.
         done = checkpoint.Progress(epoch, 0, total_iters, meter.state())
-        checkpoint.save_all_ranks(model, "latest", done)
+        checkpoint.save_all_ranks(model, "latest", done, trackers.state())
         if opt.save_epoch_freq > 0 and epoch % opt.save_epoch_freq == 0:
-            checkpoint.save_all_ranks(model, str(epoch), done)
+            checkpoint.save_all_ranks(model, str(epoch), done, trackers.state())
         if main_process:
             visualizer.write_training_page()
         code = distributed.max_over_ranks(signals.stop_code(), model.device)
         if code and epoch < last_epoch:
-            return stop(model, code, epoch + 1, done, saved=True)
-    checkpoint.save_all_ranks(model, "final", checkpoint.Progress(last_epoch, 0, total_iters, meter.state()))
+            return stop(model, code, epoch + 1, done, trackers, saved=True)
+    checkpoint.save_all_ranks(model, "final", checkpoint.Progress(last_epoch, 0, total_iters, meter.state()),
+                              trackers.state())
+    trackers.close()
     if opt.distributed:
         difference = distributed.max_weight_difference(list(model.nets().values()))
         if main_process:
@@ -233,12 +255,14 @@ def train(opt: argparse.Namespace) -> int:
     return 0
 
 
-def stop(model, code: int, epoch: int, progress: checkpoint.Progress, saved: bool = False) -> int:
-    """Save 'latest' at progress (unless saved already) after a stop signal, on every rank; return the exit code."""
+def stop(model, code: int, epoch: int, progress: checkpoint.Progress, trackers: Trackers, saved: bool = False) -> int:
+    """Save 'latest' at progress (unless saved already) after a stop signal, on every rank, and close the trackers;
+    return the exit code."""
     if distributed.is_main_process():
         cause = "terminated (SIGTERM)" if code == signals.EXIT_CODES[signal.SIGTERM] else "interrupted"
         print(f"\n{cause}: saving 'latest' (--continue_train resumes at sample {progress.position} of epoch "
               f"{epoch})", flush=True)
     if not saved:
-        checkpoint.save_all_ranks(model, "latest", progress)
+        checkpoint.save_all_ranks(model, "latest", progress, trackers.state())
+    trackers.close()
     return code
