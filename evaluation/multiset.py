@@ -37,6 +37,7 @@ from data.fingerprint import describe, fingerprint
 from data.image_folder import load_rgb, make_dataset
 from data.layouts import Pair
 from data.pairing import few, index_by_name, stem
+from data.size_policy import describe_prediction_size, size_policy_name
 from evaluation.metrics import describe_protocol, psnr_ssim
 from evaluation.scoring import mean_scores, spread, weighted_mean
 from evaluation.testing import ResultWriter, load_test_model, protocol_line, test_model
@@ -247,18 +248,9 @@ def score_predictions(opt: argparse.Namespace, name: str, set_opt: argparse.Name
     return result, writer.digests
 
 
-def pred_size_policy_name(opt: argparse.Namespace) -> str:
-    """Return the short name of --pred's size policy: align<N> with --align, else original."""
-    return f"align{opt.align}" if opt.align else "original"
-
-
 def pred_protocol_line(opt: argparse.Namespace) -> str:
     """Return the protocol line of --pred scoring: the metrics, and at which size predictions are scored."""
-    if opt.align:
-        size = (f"size: input and ground truth resized to multiples of {opt.align} (bicubic, PIL's default: the "
-                f"ERRNet-family alignment, --align {opt.align}); predictions scored at that size")
-    else:
-        size = "size: predictions scored at the ground truth's original size"
+    size = describe_prediction_size(opt.align)
     if opt.pred_resize:
         size += " (predictions of another size resized to it, bicubic: --pred_resize)"
     return f"{describe_protocol(opt.psnr)}. {size}."
@@ -420,7 +412,8 @@ def evaluate(opt: argparse.Namespace) -> None:
         evaluated = [evaluate_checkpoint(opt, name, epoch, prepared) for name in opt.names for epoch in opt.epochs]
         runs, roles = [run for run, _ in evaluated], evaluated[0][1]
     else:
-        protocol, size_policy, roles = pred_protocol_line(opt), pred_size_policy_name(opt), PRED_ROLES
+        protocol, roles = pred_protocol_line(opt), PRED_ROLES
+        size_policy = size_policy_name(opt.align, keep_size=True)  # the ground truth's size, or the aligned one
         runs = [evaluate_predictions(opt, prepared, folder)]
     prints = set_fingerprints(runs[0])  # the same files are scored by every run
     header = [f"Metric protocol: {protocol}", sets_line(prints)]

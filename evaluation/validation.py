@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from data import open_test_set
+from data import find_dataset_using_name, open_test_set
 from data.base_dataset import BaseDataset
-from data.resize_natural_3_dataset import check_size_flags
 from evaluation.scoring import mean_scores, run_test_set
 from models import checkpoint
 from models.base_model import BaseModel
@@ -60,12 +59,13 @@ def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
         return None
     if opt.val_freq < 1 or opt.val_max < 1:
         raise UserError(f"--val_freq {opt.val_freq} --val_max {opt.val_max}: both must be at least 1")
-    check_size_flags(opt.val_align, opt.val_keep_size, prefix="--val_")
+    val_opt = validation_options(opt)
+    find_dataset_using_name(opt.dataset_mode).check_test_options(val_opt, prefix="--val_")
     root = opt.val_dataroot
     if not os.path.isdir(root):
         raise UserError(f"--val_dataroot {root}: folder not found")
     # Any test-set layout test.py reads (data/layouts.py); none found is a UserError listing them.
-    dataset = open_test_set(validation_options(opt))
+    dataset = open_test_set(val_opt)
     used = range(min(opt.val_max, len(dataset)))
     missing = [dataset.pairs[k].input for k in used if dataset.pairs[k].gt is None]
     if missing:

@@ -184,3 +184,16 @@ def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
     # 4 samples per epoch over 2 processes: 'samples' counts both processes' share
     assert [(r["epoch"], r["samples"], r["images"]) for r in rows] == [("1", "4", "2"), ("2", "8", "2")]
     assert (ckpt / "ddp" / "best_net_G_T.pth").is_file() and (ckpt / "ddp" / "best_train_state.pth").is_file()
+
+
+def test_validation_asks_the_dataset_mode_to_check_its_flags(tmp_path, make_options, monkeypatch):
+    from data.resize_natural_3_dataset import ResizeNatural3Dataset
+    from evaluation.validation import open_validation_set
+
+    calls = []
+    monkeypatch.setattr(ResizeNatural3Dataset, "check_test_options",
+                        staticmethod(lambda opt, prefix="--": calls.append((opt.align, opt.keep_size, prefix))),
+                        raising=False)
+    root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=1)
+    open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "8"))
+    assert (8, False, "--val_") in calls  # the validation flags, named as validation's
