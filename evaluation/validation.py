@@ -24,12 +24,13 @@ import torch
 
 from data import find_dataset_using_name, open_test_set
 from data.base_dataset import BaseDataset
-from evaluation.scoring import mean_scores, run_test_set
+from evaluation.reports import metric_cell, text_table
+from evaluation.scoring import Scores, flat, mean_scores, run_test_set
 from models import checkpoint
 from models.base_model import BaseModel
 from util import distributed
 from util.errors import UserError
-from util.logs import Scores, append_val_row, flat, metric_columns, truncate_val_log, val_table
+from util.logs import VAL_FIXED, append_val_row, metric_columns, read_val_rows, truncate_val_log
 
 BEST = "best"
 
@@ -161,6 +162,15 @@ class Validator:
                   f"{row[f'SSIM_{roles.input}']:.4f}) on {result.images} image(s){skipped} in "
                   f"{result.seconds:.1f} s" + (" [best so far: saved 'best']" if better else ""))
         return distributed.broadcast_value(value, self.model.device)
+
+
+def val_table(path: str) -> str:
+    """Return a val_log.csv as a console table: epoch, samples, images and every PSNR/SSIM column."""
+    records = read_val_rows(path)
+    metrics = [c for c in (records[0] if records else {}) if c.startswith(("PSNR_", "SSIM_"))]
+    columns = ["epoch", "samples", "images", *metrics]
+    rows = [[r[c] if c in VAL_FIXED else metric_cell(c, float(r[c])) for c in columns] for r in records]
+    return text_table(columns, rows)
 
 
 def main(argv: list[str]) -> None:
