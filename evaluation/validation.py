@@ -2,7 +2,8 @@
 
 ``--val_dataroot DIR`` (any test-set layout, opened through --dataset_mode in test mode exactly as test.py
 opens its set) is run every ``--val_freq`` epochs and after the last one through
-evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode. Each validation
+evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode and cuDNN's
+benchmark mode off (each new image size would be autotuned; training's setting is restored after). Each validation
 appends a row to checkpoints/<name>/val_log.csv (util/logs.py); ``--save_best`` keeps the 'best'
 checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3). Under
 torchrun rank 0 validates while the other ranks wait for its result (the process group's timeout,
@@ -83,10 +84,14 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
     """Return the mean scores of the first --val_max images, run in eval mode (train mode restored after).
 
     Undecodable images are skipped with one warning each and listed; the training RNG streams are left
-    untouched, so a run trains the same with or without validation.
+    untouched, so a run trains the same with or without validation. cuDNN's benchmark mode, which training
+    turns on for its fixed crop size, is off meanwhile: validation images come in many sizes, and each new one
+    would be autotuned (time, and trial memory on top of the training state).
     """
     start = time.time()
     skipped: list[str] = []
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
     model.eval()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -94,6 +99,7 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
                                                      skipped=skipped, scored_only=True)]
     finally:
         model.train()
+        torch.backends.cudnn.benchmark = benchmark
     return ValResult(mean_scores(scores), len(scores), skipped, time.time() - start)
 
 
