@@ -28,6 +28,11 @@ class BaseDataset(torch_data.Dataset, ABC):
         """Return the parser with this dataset's own flags added."""
         return parser
 
+    @staticmethod
+    def check_test_options(opt: argparse.Namespace, prefix: str = "--") -> None:
+        """Raise a UserError for test-time options this dataset cannot run with; prefix names the flags in the
+        message (validation during training passes --val_, its flags' prefix)."""
+
     @abstractmethod
     def __len__(self) -> int:
         """Return the number of samples in an epoch."""

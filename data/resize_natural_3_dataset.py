@@ -32,6 +32,7 @@ from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
 from .pairing import index_by_name, pair_by_name
 from .sampling import SampleKey
+from .size_policy import check_size_flags, describe_size_policy, size_policy_name
 
 MAX_SYNTHESIS_TRIES = 20
 # Training skips undecodable files with a warning, but stops once more than this share of them is bad.
@@ -85,6 +86,11 @@ class ResizeNatural3Dataset(BaseDataset):
                                  "before inference and scoring, as the ERRNet-family test loaders do with N=32 "
                                  "(docs/protocol.md); 0 = off")
         return parser
+
+    @staticmethod
+    def check_test_options(opt: argparse.Namespace, prefix: str = "--") -> None:
+        """Raise a UserError for an --align that is not a multiple of 4, or one given with --keep_size."""
+        check_size_flags(opt.align, opt.keep_size, prefix)
 
     def __init__(self, opt: argparse.Namespace):
         super().__init__(opt)
@@ -171,7 +177,7 @@ class ResizeNatural3Dataset(BaseDataset):
 
     def _init_test(self, opt: argparse.Namespace) -> None:
         # Any distributed layout (data/layouts.py); test.py runs inputs without a ground truth too.
-        check_size_flags(opt.align, opt.keep_size)
+        self.check_test_options(opt)
         layout, pair_by = getattr(opt, "layout", "auto"), getattr(opt, "pair_by", "stem")
         self.layout, self.pairs = find_pairs(self.root, layout, pair_by)
         self.pairs = self.pairs[: int(min(opt.max_dataset_size, len(self.pairs)))]
@@ -179,11 +185,11 @@ class ResizeNatural3Dataset(BaseDataset):
 
     def size_policy(self) -> str:
         """Return one line saying at which size test images are run and scored (--keep_size, --align, --max_size)."""
-        return describe_size_policy(self.opt)
+        return describe_size_policy(self.opt.align, self.opt.keep_size, self.opt.max_size)
 
     def size_policy_name(self) -> str:
         """Return the short name of the size policy: released, original or align<N>, after max_size<N>+."""
-        return size_policy_name(self.opt)
+        return size_policy_name(self.opt.align, self.opt.keep_size, self.opt.max_size)
 
     def only_with_ground_truth(self) -> list[str]:
         """Drop the test pairs that have no ground truth (for evaluation); return their names."""
@@ -315,35 +321,6 @@ class ResizeNatural3Dataset(BaseDataset):
                        "alpha": torch.tensor(1.0), "isNatural": torch.tensor(True), "has_gt": torch.tensor(has_gt),
                        "I_path": i_path, "T_path": t_path or "", "name": name})
         return sample
-
-
-def check_size_flags(align: int, keep_size: bool, prefix: str = "--") -> None:
-    """Raise a UserError for an --align that is not a multiple of 4, or one given with --keep_size."""
-    if align < 0 or align % 4:
-        raise UserError(f"{prefix}align {align}: expected a positive multiple of 4 (the network's), e.g. 32; "
-                        "0 = off")
-    if align and keep_size:
-        raise UserError(f"{prefix}align {align} with {prefix}keep_size: they are two size policies, choose one")
-
-
-def describe_size_policy(opt: argparse.Namespace) -> str:
-    """Return one line saying at which size test images are run and scored (--keep_size, --align, --max_size)."""
-    if opt.align:
-        line = (f"input and ground truth resized to multiples of {opt.align} (bicubic, PIL's default: the "
-                f"ERRNet-family alignment, --align {opt.align})")
-    elif opt.keep_size:
-        line = "original size (reflect-padded to a multiple of 4 for the network, outputs cropped back)"
-    else:
-        line = "resized down to a multiple of 4 (bilinear, as the released code)"
-    if opt.max_size > 0:
-        line = f"longer side capped at {opt.max_size} (Lanczos), then {line}"
-    return f"size: {line}"
-
-
-def size_policy_name(opt: argparse.Namespace) -> str:
-    """Return the short name of the size policy: released, original or align<N>, after max_size<N>+ when set."""
-    name = f"align{opt.align}" if opt.align else "original" if opt.keep_size else "released"
-    return f"max_size{opt.max_size}+{name}" if opt.max_size > 0 else name
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

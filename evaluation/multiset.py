@@ -11,7 +11,9 @@ checkpoint; every --name is evaluated at every --epoch. With --pred, saved predi
 each set's ground truth at the ground truth's size, or at the aligned size with --align (no network, no
 device). Prints the protocol, each set's fingerprint (data/fingerprint.py) and a Markdown table (one row per
 set, then the image-weighted average; with several checkpoints one row per checkpoint and the mean ± sample
-standard deviation), writes --json and an index.html linking every set's page.
+standard deviation), writes --json and an index.html linking every set's page. The tables and the JSON are
+evaluation/reports.py's, the summary pages pages/evaluation_page.py's, --sets and --pred are read by
+options/evaluate_options.py.
 """
 
 from __future__ import annotations
@@ -21,93 +23,45 @@ import copy
 import json
 import math
 import os
-import re
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from urllib.parse import quote
 
 import numpy as np
-from dominate.tags import h1, p
 from PIL import Image
 
 from data import open_test_set
 from data.base_dataset import align_down
-from data.fingerprint import describe, fingerprint
 from data.image_folder import load_rgb, make_dataset
 from data.layouts import Pair
 from data.pairing import few, index_by_name, stem
+from data.size_policy import describe_prediction_size, size_policy_name
 from evaluation.metrics import describe_protocol, psnr_ssim
-from evaluation.scoring import mean_scores, spread, weighted_mean
+from evaluation.reports import (
+    MEAN_ROW,
+    SPREAD,
+    Run,
+    SetResult,
+    as_json,
+    score_cells,
+    set_fingerprints,
+    sets_line,
+    sets_markdown,
+    spread_markdown,
+    spread_rows,
+    with_average,
+)
+from evaluation.scoring import Scores, mean_scores
 from evaluation.testing import ResultWriter, load_test_model, protocol_line, test_model
 from models.base_model import VisualRoles
-from options.evaluate_options import evaluation_folder
+from options.evaluate_options import AVERAGE, evaluation_folder, parse_pred, parse_sets
 from options.test_options import results_folder
-from pages import html
+from pages.evaluation_page import write_runs_page, write_sets_page
 from util.errors import UserError
-from util.logs import Scores, format_cells, metric_columns
+from util.logs import metric_columns
 
 # Saved predictions: the input and the prediction are scored against the ground truth.
 PRED_ROLES = VisualRoles(
     steps=(("I", "input"), ("pred", "pred")), ground_truth="gt", input="I", result="pred",
     rows=((("input", "input I", "I"), ("pred", "prediction", "pred"), ("gt", "ground truth", None)),))
-SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-RESERVED = ("average", "evaluation")  # the average row and the JSON's description of the protocol and runs
-MEAN_ROW = "mean ± std"
-SPREAD = "sample standard deviation (n-1) over the runs"
-
-SetResult = tuple[int, Scores]  # (number of images scored, mean scores)
-
-
-@dataclass
-class Run:
-    """One checkpoint, or the saved predictions: its label, its results folder, and per set the images scored
-    with their mean scores and the digests of the pairs scored (data/fingerprint.py)."""
-
-    label: str
-    folder: str
-    results: dict[str, SetResult]
-    digests: dict[str, list[str]]
-
-
-def parse_sets(entries: list[str]) -> dict[str, str]:
-    """Return set name -> folder from NAME=DIR entries; a UserError for a malformed, repeated or missing one."""
-    sets: dict[str, str] = {}
-    for entry in entries:
-        name, sep, folder = entry.partition("=")
-        if not sep or not folder or not SET_NAME.fullmatch(name):
-            raise UserError(f"--sets {entry}: expected NAME=DIR, NAME made of letters, digits, _ . - "
-                            "(e.g. nature=datasets/nature)")
-        if name in RESERVED or name in sets:
-            raise UserError(f"--sets {entry}: the name '{name}' is " +
-                            ("reserved (the average row, the JSON's description)" if name in RESERVED
-                             else "given twice"))
-        if not os.path.isdir(folder):
-            raise UserError(f"--sets {entry}: folder {folder} not found")
-        sets[name] = folder
-    return sets
-
-
-def parse_pred(entries: list[str], set_names: list[str]) -> dict[str, str]:
-    """Return set name -> prediction folder: a bare DIR for a single set, else one NAME=DIR per set."""
-    if len(entries) == 1 and len(set_names) == 1 and not entries[0].startswith(set_names[0] + "="):
-        by_set = {set_names[0]: entries[0]}
-    else:
-        by_set = {}
-        for entry in entries:
-            name, sep, folder = entry.partition("=")
-            if not sep or name not in set_names or name in by_set:
-                raise UserError(f"--pred {entry}: expected one NAME=DIR per set, NAME one of {', '.join(set_names)} "
-                                "(a bare DIR only with a single set)")
-            by_set[name] = folder
-        missing = [n for n in set_names if n not in by_set]
-        if missing:
-            raise UserError(f"--pred: no prediction folder for set(s) {', '.join(missing)}; give one NAME=DIR per set")
-    for name, folder in by_set.items():
-        if not os.path.isdir(folder):
-            raise UserError(f"--pred {name}: folder {folder} not found")
-    return by_set
 
 
 def _note_skipped(set_name: str, names: list[str]) -> None:
@@ -247,18 +201,9 @@ def score_predictions(opt: argparse.Namespace, name: str, set_opt: argparse.Name
     return result, writer.digests
 
 
-def pred_size_policy_name(opt: argparse.Namespace) -> str:
-    """Return the short name of --pred's size policy: align<N> with --align, else original."""
-    return f"align{opt.align}" if opt.align else "original"
-
-
 def pred_protocol_line(opt: argparse.Namespace) -> str:
     """Return the protocol line of --pred scoring: the metrics, and at which size predictions are scored."""
-    if opt.align:
-        size = (f"size: input and ground truth resized to multiples of {opt.align} (bicubic, PIL's default: the "
-                f"ERRNet-family alignment, --align {opt.align}); predictions scored at that size")
-    else:
-        size = "size: predictions scored at the ground truth's original size"
+    size = describe_prediction_size(opt.align)
     if opt.pred_resize:
         size += " (predictions of another size resized to it, bicubic: --pred_resize)"
     return f"{describe_protocol(opt.psnr)}. {size}."
@@ -274,140 +219,29 @@ def evaluate_predictions(opt: argparse.Namespace, prepared: dict, folder: str) -
     return Run("predictions " + ", ".join(f"{n}={d}" for n, d in pred_dirs.items()), folder, results, digests)
 
 
-# ----- the report -------------------------------------------------------------------------------------------
+# ----- the summary ------------------------------------------------------------------------------------------
 
 
-def with_average(results: dict[str, SetResult]) -> dict[str, SetResult]:
-    """Return the per-set results followed by 'average': the image-weighted mean over all sets."""
-    total = sum(n for n, _ in results.values())
-    return {**results, "average": (total, weighted_mean(list(results.values())))}
+def write_run_page(run: Run, header: list[str], labels: tuple[str, ...]) -> str:
+    """Write run.folder/index.html: a row per set linked to the set's page, then the average; return its path."""
+    rows = with_average(run.results)
+    images, average = rows.pop(AVERAGE)
+    return write_sets_page(run.folder, f"Evaluation of {run.label}", header, labels,
+                           [(name, count, score_cells(scores, labels)) for name, (count, scores) in rows.items()],
+                           images, score_cells(average, labels))
 
 
-def set_fingerprints(run: Run) -> dict[str, tuple[int, str]]:
-    """Return set name -> (pairs scored, fingerprint), then 'average' -> the same over the pairs of all sets."""
-    prints = {name: (len(digests), fingerprint(digests)) for name, digests in run.digests.items()}
-    every = [digest for digests in run.digests.values() for digest in digests]
-    return {**prints, "average": (len(every), fingerprint(every))}
-
-
-def sets_line(prints: dict[str, tuple[int, str]]) -> str:
-    """Return the header line naming each set's pairs and fingerprint, and those of all sets together."""
-    parts = [f"{'all sets' if name == 'average' else name} {describe(count, value)}"
-             for name, (count, value) in prints.items()]
-    return "Test sets (SHA-256 of the files scored, docs/protocol.md): " + "; ".join(parts) + "."
-
-
-def markdown_table(rows: dict[str, SetResult], labels: tuple[str, ...]) -> str:
-    """Return a Markdown table: set, images, then PSNR/SSIM of each label (PSNR 2 decimals, SSIM 4)."""
-    header = ["set", "images", *metric_columns(labels)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, (count, scores) in rows.items():
-        cells = [f"**{name}**" if name == "average" else name, str(count), *format_cells(scores, labels)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def spread_cells(mean: Scores, std: Scores, labels: Sequence[str]) -> list[str]:
-    """Return 'mean ± std' metric cells in metric_columns order (PSNR 2 decimals, SSIM 4)."""
-    return [f"{m} ± {s}" for m, s in zip(format_cells(mean, labels), format_cells(std, labels))]
-
-
-def spread_rows(runs: list[Run], labels: Sequence[str]) -> list[tuple[str, int, str, list[str]]]:
-    """Return the rows of the several-checkpoint table: per set, then for the average, one row per run
-    (set, images, run label, metric cells) and the row of the mean ± sample standard deviation over the runs."""
-    per_run = [with_average(run.results) for run in runs]
-    rows = []
-    for name in per_run[0]:
-        count = per_run[0][name][0]
-        scores = [results[name][1] for results in per_run]
-        rows += [(name, count, run.label, format_cells(s, labels)) for run, s in zip(runs, scores)]
-        rows.append((name, count, MEAN_ROW, spread_cells(*spread(scores), labels)))
-    return rows
-
-
-def spread_markdown(runs: list[Run], labels: Sequence[str]) -> str:
-    """Return the Markdown table of several checkpoints: each run's row per set and the mean ± std row."""
-    header = ["set", "images", "run", *metric_columns(labels)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, count, label, cells in spread_rows(runs, labels):
-        first = f"**{name}**" if name == "average" else name
-        lines.append("| " + " | ".join([first, str(count), f"**{label}**" if label == MEAN_ROW else label, *cells])
-                     + " |")
-    return "\n".join(lines)
-
-
-def as_json(runs: list[Run], prints: dict[str, tuple[int, str]], about: dict) -> dict:
-    """Return {set: {"images", "fingerprint", "psnr": {label: v}, "ssim": {label: v}}, ..., "average": {...},
-    "evaluation": about}; with several runs "psnr"/"ssim" are the means over the runs, and each set adds
-    "psnr_std", "ssim_std" (sample standard deviation) and "runs": {run label: {"psnr", "ssim"}}.
-
-    A non-finite value (an infinite band-wise PSNR, a SSIM or a deviation that could not be computed) is
-    written as null, so that the file is strict JSON.
-    """
-    def number(value: float) -> float | None:
-        return value if math.isfinite(value) else None
-
-    def metrics(scores: Scores, suffix: str = "") -> dict:
-        return {f"psnr{suffix}": {label: number(ps) for label, (ps, _) in scores.items()},
-                f"ssim{suffix}": {label: number(ss) for label, (_, ss) in scores.items()}}
-
-    per_run = [with_average(run.results) for run in runs]
-    report: dict = {}
-    for name, (count, scores) in per_run[0].items():
-        entry = {"images": count, "fingerprint": prints[name][1]}
-        if len(runs) == 1:
-            report[name] = {**entry, **metrics(scores)}
-            continue
-        mean, std = spread([results[name][1] for results in per_run])
-        report[name] = {**entry, **metrics(mean), **metrics(std, "_std"),
-                        "runs": {run.label: metrics(results[name][1]) for run, results in zip(runs, per_run)}}
-    report["evaluation"] = about
-    return report
-
-
-def write_index(folder: str, title: str, header: list[str], rows: dict[str, SetResult],
-                labels: tuple[str, ...]) -> str:
-    """Write folder/index.html: the header lines, the table, each set linked to its own page, the average set
-    apart; return its path."""
-    doc = html.new_page(title)
-    sets = [(f"{name} ({count} images)", scores, quote(name) + "/index.html")
-            for name, (count, scores) in rows.items() if name != "average"]
-    count, average = rows["average"]
-    with doc:
-        h1(html.shown(title))
-        for k, line in enumerate(header):
-            p(line, cls="protocol" if k == 0 else "note")
-        html.metrics_table(sets, labels, first="set", with_mean=True, mean=average)
-        p(f"The last row is the average over all {count} images, weighted by each set's image count.")
-    os.makedirs(folder, exist_ok=True)
-    return html.save(doc, folder)
-
-
-def write_spread_index(folder: str, title: str, header: list[str], runs: list[Run], labels: Sequence[str]) -> str:
-    """Write folder/index.html for several checkpoints: the header lines, then per set each run's row (linked
-    to that run's page of the set) and the mean ± std row; return its path."""
-    rows = spread_rows(runs, labels)
+def write_spread_page(folder: str, header: list[str], runs: list[Run], labels: tuple[str, ...]) -> str:
+    """Write folder/index.html for several checkpoints: per set each run's row, linked to that run's page of
+    the set, and the mean ± std row; return its path."""
     by_label = {run.label: run for run in runs}
-
-    def link(name: str, label: str) -> str | None:
-        if label == MEAN_ROW:
-            return None
-        page = "index.html" if name == "average" else os.path.join(name, "index.html")
-        return quote(os.path.relpath(os.path.join(by_label[label].folder, page), folder))
-
-    doc = html.new_page(title)
-    with doc:
-        h1(html.shown(title))
-        for k, line in enumerate(header):
-            p(line, cls="protocol" if k == 0 else "note")
-        html.text_cells_table(["set", "images", "run", *metric_columns(labels)],
-                              [[name, str(count), label, *cells] for name, count, label, cells in rows],
-                              [link(name, label) for name, _, label, _ in rows],
-                              [label == MEAN_ROW for _, _, label, _ in rows])
-        p("The average rows are over all images, weighted by each set's image count; each run's row links to "
-          f"its own page. mean ± std: the {SPREAD}.")
-    os.makedirs(folder, exist_ok=True)
-    return html.save(doc, folder)
+    rows = []
+    for name, count, label, cells in spread_rows(runs, labels):
+        page = None if label == MEAN_ROW else os.path.join(
+            by_label[label].folder, "index.html" if name == AVERAGE else os.path.join(name, "index.html"))
+        rows.append(([name, str(count), label, *cells], page))
+    return write_runs_page(folder, f"Evaluation of {len(runs)} checkpoints", header,
+                           ["set", "images", "run", *metric_columns(labels)], rows, SPREAD)
 
 
 def evaluate(opt: argparse.Namespace) -> None:
@@ -420,7 +254,8 @@ def evaluate(opt: argparse.Namespace) -> None:
         evaluated = [evaluate_checkpoint(opt, name, epoch, prepared) for name in opt.names for epoch in opt.epochs]
         runs, roles = [run for run, _ in evaluated], evaluated[0][1]
     else:
-        protocol, size_policy, roles = pred_protocol_line(opt), pred_size_policy_name(opt), PRED_ROLES
+        protocol, roles = pred_protocol_line(opt), PRED_ROLES
+        size_policy = size_policy_name(opt.align, keep_size=True)  # the ground truth's size, or the aligned one
         runs = [evaluate_predictions(opt, prepared, folder)]
     prints = set_fingerprints(runs[0])  # the same files are scored by every run
     header = [f"Metric protocol: {protocol}", sets_line(prints)]
@@ -428,7 +263,7 @@ def evaluate(opt: argparse.Namespace) -> None:
         header.append(f"Runs: {len(runs)} checkpoints ({', '.join(run.label for run in runs)}); "
                       f"{MEAN_ROW} = the mean and the {SPREAD}.")
     print("\n" + "\n".join(header) + "\n")
-    print(markdown_table(with_average(runs[0].results), roles.labels) if len(runs) == 1
+    print(sets_markdown(with_average(runs[0].results), roles.labels) if len(runs) == 1
           else spread_markdown(runs, roles.labels))
     about = {"psnr": opt.psnr, "size_policy": size_policy, "protocol": protocol,
              "runs": [run.label for run in runs], **({"spread": SPREAD} if len(runs) > 1 else {})}
@@ -438,7 +273,7 @@ def evaluate(opt: argparse.Namespace) -> None:
             json.dump(as_json(runs, prints, about), f, indent=2, allow_nan=False)
         print(f"\njson: {os.path.abspath(opt.json)}")
     for run in runs:  # each run's own summary, as a single evaluation of it would write
-        write_index(run.folder, f"Evaluation of {run.label}", header[:2], with_average(run.results), roles.labels)
-    page = (write_spread_index(folder, f"Evaluation of {len(runs)} checkpoints", header, runs, roles.labels)
-            if len(runs) > 1 else os.path.join(runs[0].folder, "index.html"))
+        write_run_page(run, header[:2], roles.labels)
+    page = write_spread_page(folder, header, runs, roles.labels) if len(runs) > 1 else os.path.join(
+        runs[0].folder, "index.html")
     print(f"summary page: {os.path.abspath(page)}")

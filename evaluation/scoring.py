@@ -3,7 +3,8 @@
 A test sample (a dataset in test mode, found by --dataset_mode) goes through ``model.test()`` (eval-mode
 networks are the caller's choice), its visuals become the uint8 images that are saved, and every step the
 model's VisualRoles name (IBCLN: the input I and T_1..T_3) is scored against the ground truth with
-evaluation/metrics.py. Scores are kept per score label as (PSNR, SSIM) pairs (util/logs.Scores).
+evaluation/metrics.py. Scores are kept per score label as (PSNR, SSIM) pairs (Scores); flat lays them out
+in the metric columns of the logs (util/logs.metric_columns).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from evaluation.metrics import psnr_ssim
 from models.base_model import VisualRoles
 from util.errors import UserError
 from util.images import as_images
-from util.logs import Scores
+
+Scores = dict[str, tuple[float, float]]  # score label -> (PSNR in dB, SSIM)
+
+
+def flat(scores: Scores | None, labels: Sequence[str]) -> list[float | None]:
+    """Return the scores in util/logs.metric_columns(labels) order (None everywhere without scores)."""
+    if scores is None:
+        return [None] * 2 * len(labels)
+    return [value for label in labels for value in scores[label]]
 
 
 @dataclass

@@ -20,14 +20,15 @@ from data import open_test_set
 from data.base_dataset import BaseDataset
 from data.fingerprint import describe, fingerprint, pair_digest
 from evaluation.metrics import describe_protocol
-from evaluation.scoring import ImageResult, mean_scores, run_test_set
+from evaluation.reports import format_cells, score_cells, text_table
+from evaluation.scoring import ImageResult, Scores, flat, mean_scores, run_test_set
 from models import create_model
 from models.base_model import BaseModel, VisualRoles
 from options.test_options import results_folder
 from pages.html import shown
 from pages.result_page import write_test_page
 from util.images import save_image
-from util.logs import MetricsCSV, Scores, format_cells, metric_columns, text_table
+from util.logs import MetricsCSV, metric_columns
 
 
 class ResultWriter:
@@ -49,7 +50,7 @@ class ResultWriter:
         for label, image in images.items():
             saved.append(f"{name}_{label}.png")
             save_image(image, os.path.join(self.img_dir, saved[-1]))
-        self.table.add(name, scores)
+        self.table.add(name, flat(scores, self.roles.labels))
         self.rows.append((name, saved, scores))
         if scores is None or files is None:
             return ""
@@ -66,11 +67,13 @@ class ResultWriter:
 
     def finish(self, interrupted: bool = False) -> str:
         """Write the mean row (unless interrupted) and the page of the images added; return the page's path."""
+        labels, mean = self.roles.labels, self.mean()
         if not interrupted:
-            self.table.finish(self.mean())
+            self.table.finish(flat(mean, labels))
         title = self.title + (" (interrupted)" if interrupted else "")
-        return write_test_page(self.web_dir, title, self.protocol, self.rows, self.mean(), self.roles, self.width,
-                               self.test_set())
+        rows = [(name, files, score_cells(scores, labels)) for name, files, scores in self.rows]
+        return write_test_page(self.web_dir, title, self.protocol, rows, score_cells(mean, labels), self.roles,
+                               self.width, self.test_set())
 
 
 def protocol_line(opt: argparse.Namespace, dataset: BaseDataset) -> str:

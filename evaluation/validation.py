@@ -2,7 +2,8 @@
 
 ``--val_dataroot DIR`` (any test-set layout, opened through --dataset_mode in test mode exactly as test.py
 opens its set) is run every ``--val_freq`` epochs and after the last one through
-evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode. Each validation
+evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode and cuDNN's
+benchmark mode off (each new image size would be autotuned; training's setting is restored after). Each validation
 appends a row to checkpoints/<name>/val_log.csv (util/logs.py); ``--save_best`` keeps the 'best'
 checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3). Under
 torchrun rank 0 validates while the other ranks wait for its result (the process group's timeout,
@@ -22,15 +23,15 @@ from dataclasses import dataclass
 
 import torch
 
-from data import open_test_set
+from data import find_dataset_using_name, open_test_set
 from data.base_dataset import BaseDataset
-from data.resize_natural_3_dataset import check_size_flags
-from evaluation.scoring import mean_scores, run_test_set
+from evaluation.reports import metric_cell, text_table
+from evaluation.scoring import Scores, flat, mean_scores, run_test_set
 from models import checkpoint
 from models.base_model import BaseModel
 from util import distributed
 from util.errors import UserError
-from util.logs import Scores, append_val_row, flat, metric_columns, truncate_val_log, val_table
+from util.logs import VAL_FIXED, append_val_row, metric_columns, read_val_rows, truncate_val_log
 
 BEST = "best"
 
@@ -60,12 +61,13 @@ def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
         return None
     if opt.val_freq < 1 or opt.val_max < 1:
         raise UserError(f"--val_freq {opt.val_freq} --val_max {opt.val_max}: both must be at least 1")
-    check_size_flags(opt.val_align, opt.val_keep_size, prefix="--val_")
+    val_opt = validation_options(opt)
+    find_dataset_using_name(opt.dataset_mode).check_test_options(val_opt, prefix="--val_")
     root = opt.val_dataroot
     if not os.path.isdir(root):
         raise UserError(f"--val_dataroot {root}: folder not found")
     # Any test-set layout test.py reads (data/layouts.py); none found is a UserError listing them.
-    dataset = open_test_set(validation_options(opt))
+    dataset = open_test_set(val_opt)
     used = range(min(opt.val_max, len(dataset)))
     missing = [dataset.pairs[k].input for k in used if dataset.pairs[k].gt is None]
     if missing:
@@ -82,10 +84,14 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
     """Return the mean scores of the first --val_max images, run in eval mode (train mode restored after).
 
     Undecodable images are skipped with one warning each and listed; the training RNG streams are left
-    untouched, so a run trains the same with or without validation.
+    untouched, so a run trains the same with or without validation. cuDNN's benchmark mode, which training
+    turns on for its fixed crop size, is off meanwhile: validation images come in many sizes, and each new one
+    would be autotuned (time, and trial memory on top of the training state).
     """
     start = time.time()
     skipped: list[str] = []
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
     model.eval()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -93,6 +99,7 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
                                                      skipped=skipped, scored_only=True)]
     finally:
         model.train()
+        torch.backends.cudnn.benchmark = benchmark
     return ValResult(mean_scores(scores), len(scores), skipped, time.time() - start)
 
 
@@ -163,6 +170,15 @@ class Validator:
                   f"{row[f'SSIM_{roles.input}']:.4f}) on {result.images} image(s){skipped} in "
                   f"{result.seconds:.1f} s" + (" [best so far: saved 'best']" if better else ""))
         return distributed.broadcast_value(value, self.model.device)
+
+
+def val_table(path: str) -> str:
+    """Return a val_log.csv as a console table: epoch, samples, images and every PSNR/SSIM column."""
+    records = read_val_rows(path)
+    metrics = [c for c in (records[0] if records else {}) if c.startswith(("PSNR_", "SSIM_"))]
+    columns = ["epoch", "samples", "images", *metrics]
+    rows = [[r[c] if c in VAL_FIXED else metric_cell(c, float(r[c])) for c in columns] for r in records]
+    return text_table(columns, rows)
 
 
 def main(argv: list[str]) -> None:

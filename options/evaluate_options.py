@@ -1,15 +1,20 @@
 """Flags of evaluate.py: test.py's flags, with several test sets (--sets), several checkpoints (--name and
---epoch take several values) and saved predictions (--pred)."""
+--epoch take several values) and saved predictions (--pred); and how --sets and --pred are read."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 
 from util.errors import UserError
 
 from .base_options import DEFAULT_NAME
 from .test_options import TestOptions, results_folder
+
+SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Names no set may take: the report's average row and its description of the protocol and runs (evaluation/reports.py)
+AVERAGE, ABOUT = "average", "evaluation"
 
 
 class EvaluateOptions(TestOptions):
@@ -106,3 +111,42 @@ def prediction_tag(opt: argparse.Namespace) -> str:
     set_names = [entry.partition("=")[0] for entry in opt.sets]
     folders = [os.path.abspath(f) for f in prediction_folders(opt.pred, set_names)]
     return os.path.basename(os.path.commonpath(folders)) or "+".join(set_names)
+
+
+def parse_sets(entries: list[str]) -> dict[str, str]:
+    """Return set name -> folder from NAME=DIR entries; a UserError for a malformed, repeated or missing one."""
+    sets: dict[str, str] = {}
+    for entry in entries:
+        name, sep, folder = entry.partition("=")
+        if not sep or not folder or not SET_NAME.fullmatch(name):
+            raise UserError(f"--sets {entry}: expected NAME=DIR, NAME made of letters, digits, _ . - "
+                            "(e.g. nature=datasets/nature)")
+        if name in (AVERAGE, ABOUT) or name in sets:
+            raise UserError(f"--sets {entry}: the name '{name}' is " +
+                            ("reserved (the average row, the JSON's description)" if name in (AVERAGE, ABOUT)
+                             else "given twice"))
+        if not os.path.isdir(folder):
+            raise UserError(f"--sets {entry}: folder {folder} not found")
+        sets[name] = folder
+    return sets
+
+
+def parse_pred(entries: list[str], set_names: list[str]) -> dict[str, str]:
+    """Return set name -> prediction folder: a bare DIR for a single set, else one NAME=DIR per set."""
+    if len(entries) == 1 and len(set_names) == 1 and not entries[0].startswith(set_names[0] + "="):
+        by_set = {set_names[0]: entries[0]}
+    else:
+        by_set = {}
+        for entry in entries:
+            name, sep, folder = entry.partition("=")
+            if not sep or name not in set_names or name in by_set:
+                raise UserError(f"--pred {entry}: expected one NAME=DIR per set, NAME one of {', '.join(set_names)} "
+                                "(a bare DIR only with a single set)")
+            by_set[name] = folder
+        missing = [n for n in set_names if n not in by_set]
+        if missing:
+            raise UserError(f"--pred: no prediction folder for set(s) {', '.join(missing)}; give one NAME=DIR per set")
+    for name, folder in by_set.items():
+        if not os.path.isdir(folder):
+            raise UserError(f"--pred {name}: folder {folder} not found")
+    return by_set

@@ -11,6 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from models.base_model import VisualRoles
+from pages.html import ShowScores
 from pages.training_page import write_training_page
 from util.images import as_images, flatten_visuals, save_image, tensor2im
 from util.logs import LossLog, truncate_loss_log
@@ -64,11 +65,13 @@ def page_grid(visuals: OrderedDict, roles: VisualRoles, gap: int = 2) -> np.ndar
 class Visualizer:
     """Shows and saves what training produces; visdom only when --display_id > 0 and a server answers."""
 
-    def __init__(self, opt: argparse.Namespace, roles: VisualRoles, enabled: bool = True,
+    def __init__(self, opt: argparse.Namespace, roles: VisualRoles, score_cells: ShowScores, enabled: bool = True,
                  resume_at: tuple[int, int] | None = None):
-        """resume_at: (epoch, sample in that epoch) a resumed run continues from; later loss lines are dropped."""
+        """score_cells: how the training page writes validation scores (evaluation/reports.score_cells);
+        resume_at: (epoch, sample in that epoch) a resumed run continues from; later loss lines are dropped."""
         self.opt = opt
         self.roles = roles
+        self.score_cells = score_cells
         self.enabled = enabled  # False on DDP ranks other than 0
         self.display_id = opt.display_id if enabled else 0
         self.use_html = enabled and opt.is_train and not opt.no_html
@@ -128,7 +131,7 @@ class Visualizer:
         """Rewrite web/index.html (validation, loss curves, snapshots) and return its path; None without HTML."""
         if not self.use_html:
             return None
-        return write_training_page(self.web_dir, self.name, self.log_dir, self.roles, self.win_size)
+        return write_training_page(self.web_dir, self.name, self.log_dir, self.roles, self.score_cells, self.win_size)
 
     def plot_current_losses(self, epoch: int, counter_ratio: float, losses: OrderedDict) -> None:
         """Append the losses to the visdom line plot (x = epoch + fraction of the epoch done)."""

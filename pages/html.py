@@ -2,13 +2,15 @@
 
 Pages fit a 1280 px window: images sit in a five-column grid scaled to the width, each linked to its
 full-size PNG. File names that are not valid UTF-8 (os.fsdecode gives surrogate escapes) are shown
-with U+FFFD in their place, and linked by their exact bytes.
+with U+FFFD in their place, and linked by their exact bytes. Scores arrive as text (ScoreCells): how a
+PSNR or SSIM is written, and which step is the best, is decided by evaluation/reports.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import dominate
@@ -33,7 +35,7 @@ from dominate.tags import (
 from dominate.util import text
 
 from models.base_model import VisualRoles
-from util.logs import Scores, format_cells, metric_columns
+from util.logs import metric_columns
 
 CSS = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 12px 16px; color: #222; }
@@ -64,6 +66,29 @@ FLIP_JS = ("var i = this.querySelector('img'), w = this.parentNode.querySelector
            " var s = i.getAttribute('src'); i.setAttribute('src', i.dataset.alt); i.dataset.alt = s;"
            " s = w.textContent; w.textContent = w.dataset.alt; w.dataset.alt = s;")
 
+@dataclass(frozen=True)
+class ScoreCells:
+    """One row of scores as a page shows it: the metric cells in util/logs.metric_columns order, the indices of
+    the cells to mark as the best of the row, and whether there were scores at all (False: an image without
+    ground truth, whose cells say so)."""
+
+    cells: tuple[str, ...]
+    best: frozenset[int] = frozenset()
+    scored: bool = True
+
+    def of(self, labels: Sequence[str], label: str | None) -> tuple[str, str] | None:
+        """Return the (PSNR, SSIM) cells of label, None when label is not scored."""
+        if not self.scored or label not in labels:
+            return None
+        k = list(labels).index(label)
+        return self.cells[2 * k], self.cells[2 * k + 1]
+
+
+# How a caller above the pages turns scores (label -> (PSNR, SSIM), None without any) into the cells of given
+# labels: evaluation/reports.score_cells; the training page, drawn from val_log.csv, is handed it.
+ShowScores = Callable[[Mapping[str, tuple[float, float]] | None, Sequence[str]], ScoreCells]
+
+
 def shown(name: str) -> str:
     """Return name as displayable text: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
     return os.fsencode(name).decode("utf-8", errors="replace")
@@ -92,12 +117,10 @@ def save(doc: dominate.document, web_dir: str) -> str:
     return path
 
 
-def score_text(scores: Scores | None, label: str | None) -> str:
+def score_text(scores: ScoreCells | None, labels: Sequence[str], label: str | None) -> str:
     """Return 'PSNR x dB · SSIM y' for a scored label, '' when it has no score."""
-    if scores is None or label is None or label not in scores:
-        return ""
-    psnr, ssim = format_cells(scores, [label])
-    return f"PSNR {psnr} dB · SSIM {ssim}"
+    cells = scores.of(labels, label) if scores is not None else None
+    return f"PSNR {cells[0]} dB · SSIM {cells[1]}" if cells else ""
 
 
 def thumbnail(file_name: str, caption: str, detail: str = "") -> figure:
@@ -114,7 +137,8 @@ def thumbnail(file_name: str, caption: str, detail: str = "") -> figure:
     return fig
 
 
-def cascade_grid(files: dict[str, str], roles: VisualRoles, scores: Scores | None = None, with_gt: bool = True) -> None:
+def cascade_grid(files: dict[str, str], roles: VisualRoles, scores: ScoreCells | None = None,
+                 with_gt: bool = True) -> None:
     """Add the grid of a model's visuals: the rows of roles (IBCLN: the T row over the R row), then any others.
 
     files maps visual labels to file names in images/; the hidden visuals of roles and, without with_gt,
@@ -132,13 +156,13 @@ def cascade_grid(files: dict[str, str], roles: VisualRoles, scores: Scores | Non
                     continue
                 visual, caption, label = cell
                 placed.add(visual)
-                detail = score_text(scores, label) or ("no ground truth" if label and not with_gt else "")
+                detail = score_text(scores, roles.labels, label) or ("no ground truth" if label and not with_gt else "")
                 thumbnail(files[visual], caption, detail)
     others = [visual for visual in files if visual not in placed]
     if others:
         with div(cls="grid"):
             for visual in others:
-                thumbnail(files[visual], visual, score_text(scores, visual))
+                thumbnail(files[visual], visual, score_text(scores, roles.labels, visual))
 
 
 def comparison(first: tuple[str, str], second: tuple[str, str]) -> figure:
@@ -162,12 +186,10 @@ def file_links(files: dict[str, str]) -> None:
             text(" ")
 
 
-def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "image", with_mean: bool = False,
-                  mean: Scores | None = None, table_id: str = "metrics") -> table:
-    """Add and return the metrics table: rows of (first cell, scores[, link]), then with_mean a mean row set apart.
-
-    In each row the best step for PSNR and for SSIM (highest value) is marked with class "best".
-    """
+def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "image",
+                  mean: ScoreCells | None = None, table_id: str = "metrics") -> table:
+    """Add and return the metrics table: rows of (first cell, ScoreCells[, link]), then the mean row set apart
+    (when given). The best cells of each row are marked with class "best"."""
     with table(cls="metrics", id=table_id) as tab:
         with thead():
             with tr():
@@ -176,28 +198,21 @@ def metrics_table(rows: Sequence[tuple], labels: Sequence[str], first: str = "im
                     th(column)
         with tbody():
             for row in rows:
-                _metric_row(row[0], row[1], labels, row[2] if len(row) > 2 else None)
-            if with_mean:
-                _metric_row("mean", mean, labels, None, mean_row=True)
+                _metric_row(row[0], row[1], row[2] if len(row) > 2 else None)
+            if mean is not None:
+                _metric_row("mean", mean, None, mean_row=True)
     return tab
 
 
-def _metric_row(name: str, scores: Scores | None, labels: Sequence[str], link: str | None,
-                mean_row: bool = False) -> None:
-    cells = format_cells(scores, labels)
-    best = set()
-    if scores is not None and len(labels) > 1:
-        for metric in (0, 1):
-            top = max(scores[label][metric] for label in labels)
-            best |= {2 * k + metric for k, label in enumerate(labels) if scores[label][metric] == top}
+def _metric_row(name: str, scores: ScoreCells, link: str | None, mean_row: bool = False) -> None:
     with tr():  # the mean row is marked on its cells: a bare <tr> for every row
         with td(__pretty=False, cls="mean") if mean_row else td(__pretty=False):
             if link:
                 a(shown(name), href=link)
             else:
                 text(shown(name))
-        for k, cell in enumerate(cells):
-            classes = " ".join(c for c, on in (("mean", mean_row), ("best", k in best)) if on)
+        for k, cell in enumerate(scores.cells):
+            classes = " ".join(c for c, on in (("mean", mean_row), ("best", k in scores.best)) if on)
             td(cell, cls=classes) if classes else td(cell)
 
 

@@ -13,7 +13,6 @@ from dominate.tags import div, h1, h2, p, section, style
 
 from models.base_model import VisualRoles
 from pages import html
-from util.logs import Scores
 
 
 def files_by_visual(name: str, files: Sequence[str]) -> dict[str, str]:
@@ -21,16 +20,17 @@ def files_by_visual(name: str, files: Sequence[str]) -> dict[str, str]:
     return {f[len(name) + 1: -len(".png")]: f for f in files}
 
 
-def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tuple[str, list[str], Scores | None]],
-                    mean: Scores | None, roles: VisualRoles, width: int = 256, test_set: str = "") -> str:
-    """Write web_dir/index.html for rows of (image name, its image files in images/, scores); return its path.
+def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tuple[str, list[str], html.ScoreCells]],
+                    mean: html.ScoreCells, roles: VisualRoles, width: int = 256, test_set: str = "") -> str:
+    """Write web_dir/index.html for rows of (image name, its image files in images/, its scores as shown), then
+    the mean row; return its path.
 
     Thumbnails fill a five-column grid; `width` caps their size (px) when the window is wider. test_set: the
     line naming the pairs scored (their number and fingerprint), shown under the protocol.
     """
     doc = html.new_page(title)
     doc.head.add(style(f".grid img {{ max-width: {int(width)}px; }}"))
-    with_gt = sum(scores is not None for _, _, scores in rows)
+    with_gt = sum(scores.scored for _, _, scores in rows)
     with doc:
         h1(html.shown(title))
         p(protocol, cls="note", id="protocol")
@@ -39,15 +39,15 @@ def write_test_page(web_dir: str, title: str, protocol: str, rows: Sequence[tupl
         h2(f"PSNR (dB) / SSIM against the ground truth T ({with_gt} of {len(rows)} images have one)")
         p("Green: the best step of each row, for PSNR and for SSIM. Click a name to go to its images.", cls="note")
         html.metrics_table([(name, scores, f"#image-{k}") for k, (name, _, scores) in enumerate(rows)], roles.labels,
-                           with_mean=True, mean=mean)
+                           mean=mean)
         for k, (name, files, scores) in enumerate(rows):
             with section(cls="image", id=f"image-{k}"):
                 h2(html.shown(name))
                 by_visual = files_by_visual(name, files)
-                html.cascade_grid(by_visual, roles, scores, with_gt=scores is not None)
+                html.cascade_grid(by_visual, roles, scores, with_gt=scores.scored)
                 result = roles.visual(roles.result)
                 pairs = [(roles.visual(roles.input), result)]
-                if scores is not None:
+                if scores.scored:
                     pairs.append((result, roles.ground_truth))
                 with div(cls="pair"):
                     for first, second in pairs:

@@ -32,13 +32,14 @@ def snapshots(img_dir: str) -> OrderedDict[int, dict[str, str]]:
     return OrderedDict(sorted(found.items(), reverse=True))
 
 
-def _validation(val: Curve, roles: VisualRoles) -> None:
+def _validation(val: Curve, roles: VisualRoles, score_cells: html.ShowScores) -> None:
     last = val.rows[-1]
     scores = {label: (last[f"PSNR_{label}"], last[f"SSIM_{label}"]) for label in roles.labels}
     p(f"Latest validation: epoch {last['epoch']:.0f}, {last['samples']:.0f} samples seen, "
       f"{last['images']:.0f} images, learning rate {last['lr']:.3g}, {last['seconds']:.1f} s. "
       "Green: the best step for PSNR and for SSIM.", cls="note")
-    html.metrics_table([(f"epoch {last['epoch']:.0f}", scores)], roles.labels, first="validation",
+    html.metrics_table([(f"epoch {last['epoch']:.0f}", score_cells(scores, roles.labels))], roles.labels,
+                       first="validation",
                        table_id="validation")
     with div(cls="charts", id="validation-curves"):
         for metric, unit in (("PSNR", " (dB)"), ("SSIM", "")):
@@ -48,8 +49,12 @@ def _validation(val: Curve, roles: VisualRoles) -> None:
                            f"validation {metric} of {roles.result}{unit}", "samples seen", log_y=False)
 
 
-def write_training_page(web_dir: str, name: str, log_dir: str, roles: VisualRoles, thumb_width: int = 256) -> str:
-    """Write web_dir/index.html from log_dir's loss_log.txt and val_log.csv and web_dir/images; return its path."""
+def write_training_page(web_dir: str, name: str, log_dir: str, roles: VisualRoles, score_cells: html.ShowScores,
+                        thumb_width: int = 256) -> str:
+    """Write web_dir/index.html from log_dir's loss_log.txt and val_log.csv and web_dir/images; return its path.
+
+    score_cells writes the latest validation's scores as the other pages do (evaluation/reports.score_cells).
+    """
     losses = read_loss_log(os.path.join(log_dir, "loss_log.txt"))
     val = read_val_log(os.path.join(log_dir, "val_log.csv"))
     doc = html.new_page(f"Training: {name}")
@@ -61,7 +66,7 @@ def write_training_page(web_dir: str, name: str, log_dir: str, roles: VisualRole
         if val.rows:
             with section(id="validation"):
                 h2("Validation")
-                _validation(val, roles)
+                _validation(val, roles, score_cells)
         with section(id="losses"):
             h2("Training losses")
             if losses.rows:

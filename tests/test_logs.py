@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from util.logs import LossLog, append_val_row, read_val_rows, truncate_loss_log, truncate_val_log
+import pytest
+
+from util.logs import LossLog, MetricsCSV, append_val_row, read_val_rows, truncate_loss_log, truncate_val_log
 
 LABELS = ("I", "T_1")
 
@@ -35,3 +37,15 @@ def test_a_resumed_run_cuts_the_validation_rows_of_later_epochs(tmp_path):
     assert truncate_val_log(str(path), 1) == 2
     assert [row["epoch"] for row in read_val_rows(str(path))] == ["1"]
     assert path.read_text().count("epoch,samples") == 1
+
+
+def test_metrics_csv_writes_the_values_it_is_given_in_full_and_none_as_na(tmp_path):
+    path = tmp_path / "metrics.csv"
+    table = MetricsCSV(str(path), ["I", "T_3"])
+    table.add("x", [20 + 1 / 3, 0.5, 21.0, float("inf")])
+    table.add("y", [None] * 4)
+    table.finish([20.25, 0.75, 21.5, 0.125])
+    assert path.read_bytes() == (b"image,PSNR_I,SSIM_I,PSNR_T_3,SSIM_T_3\r\nx,20.333333333333332,0.5,21.0,inf\r\n"
+                                 b"y,n/a,n/a,n/a,n/a\r\nmean,20.25,0.75,21.5,0.125\r\n")
+    with pytest.raises(ValueError, match="3 values for the 4 columns"):
+        table.add("z", [1.0, 2.0, 3.0])

@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from evaluation.metrics import psnr, psnr_ssim, ssim
 from evaluation.scoring import mean_scores, weighted_mean
-from util.logs import format_cells, metric_columns
+from util.logs import metric_columns
 
 
 def _pair() -> tuple[np.ndarray, np.ndarray]:
@@ -77,5 +77,3 @@ def test_means_and_weighted_means_of_scores():
     weighted = weighted_mean([(1, a), (3, b)])
     assert weighted["I"] == pytest.approx((27.5, 0.8)) and weighted["T_3"] == pytest.approx((25.0, 0.775))
     assert metric_columns(["I", "T_3"]) == ["PSNR_I", "SSIM_I", "PSNR_T_3", "SSIM_T_3"]
-    assert format_cells(a, ["I", "T_3"]) == ["20.00", "0.5000", "22.00", "0.7000"]
-    assert format_cells(None, ["I"]) == ["n/a", "n/a"]

@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import build_tiny_dataset, run_script, skimage_photo, write_png
 
+from evaluation.reports import score_cells
 from models.ibcln_model import ROLES
 from models.networks import ConvLSTMGenerator
 from pages import svg
@@ -108,10 +109,10 @@ def training_page(tmp_path_factory) -> tuple[Path, int, int]:
     tmp = tmp_path_factory.mktemp("trainpage")
     opt = training_options(tmp)
     (tmp / "c" / "run").mkdir(parents=True)
-    first = Visualizer(opt, ROLES)
+    first = Visualizer(opt, ROLES, score_cells)
     for k in range(1, 4):  # an abandoned first run, in the old format (no 'samples')
         first.print_current_losses(1, 2 * k, OrderedDict((n, 1.0) for n in LOSSES), 0.1, 0.01)
-    visualizer = Visualizer(opt, ROLES)  # a fresh run in the same folder: its curves replace the first run's
+    visualizer = Visualizer(opt, ROLES, score_cells)  # a fresh run in the same folder: its curves replace the first
     rng = np.random.default_rng(0)
     points = 0
     for epoch in (1, 2):
@@ -150,7 +151,10 @@ def test_test_page_layout_links_and_table(test_page):
 
 def test_test_page_table_marks_the_best_step_and_sets_the_mean_apart(tmp_path):
     scores = {"I": (30.0, 0.9), "T_1": (31.0, 0.8), "T_2": (29.0, 0.95), "T_3": (31.0, 0.7)}
-    path = write_test_page(str(tmp_path), "t", "p", [("x", [], scores), ("y", [], None)], scores, ROLES)
+    labels = ROLES.labels
+    path = write_test_page(str(tmp_path), "t", "p", [("x", [], score_cells(scores, labels)),
+                                                     ("y", [], score_cells(None, labels))],
+                           score_cells(scores, labels), ROLES)
     html_text = Path(path).read_text(encoding="utf-8")
     body = html_text[html_text.index("<tbody>"): html_text.index("</tbody>")]
     rows = body.split("<tr")[1:]
@@ -172,7 +176,8 @@ def odd_name_page(tmp_path_factory) -> tuple[Path, bytes]:
         files.append(f"{name}_{visual}.png")
         write_png(skimage_photo("astronaut", (24 + k, 32)), web / "images" / files[-1])
     scores = {label: (20.0 + k, 0.5) for k, label in enumerate(("I", "T_1", "T_2", "T_3"))}
-    return Path(write_test_page(str(web), f"title {name}", "protocol", [(name, files, scores)], scores, ROLES)), raw
+    cells = score_cells(scores, ROLES.labels)
+    return Path(write_test_page(str(web), f"title {name}", "protocol", [(name, files, cells)], cells, ROLES)), raw
 
 
 def test_a_file_name_that_is_not_utf8_is_shown_safely_and_linked_exactly(odd_name_page):

@@ -184,3 +184,56 @@ def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
     # 4 samples per epoch over 2 processes: 'samples' counts both processes' share
     assert [(r["epoch"], r["samples"], r["images"]) for r in rows] == [("1", "4", "2"), ("2", "8", "2")]
     assert (ckpt / "ddp" / "best_net_G_T.pth").is_file() and (ckpt / "ddp" / "best_train_state.pth").is_file()
+
+
+@pytest.fixture
+def validation_setup(tmp_path, make_options):
+    """Return (a test model with random generators, the validation set of a tiny folder, the training options)."""
+    from test_bad_input import save_random_generators
+
+    from evaluation.testing import load_test_model
+    from evaluation.validation import open_validation_set
+
+    root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=2)
+    save_random_generators(tmp_path / "ck" / "rand")
+    train_opt = make_options("train", "--dataroot", root, "--val_dataroot", root)
+    model = load_test_model(make_options("test", "--dataroot", root, "--name", "rand", "--epoch", "final",
+                                         "--checkpoints_dir", tmp_path / "ck"))
+    return model, open_validation_set(train_opt), train_opt
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_validation_runs_without_cudnn_benchmark_and_restores_it(validation_setup, kernel_flags, fails):
+    from evaluation.validation import validate
+
+    model, dataset, opt = validation_setup
+    seen, original = [], model.test
+
+    def recording_test(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        if fails:
+            raise RuntimeError("stop")
+        return original(*args, **kwargs)
+
+    model.test = recording_test
+    torch.backends.cudnn.benchmark = True  # as training sets it for its fixed crop size
+    if fails:
+        with pytest.raises(RuntimeError, match="stop"):
+            validate(model, dataset, opt)
+    else:
+        assert validate(model, dataset, opt).images == 2
+    assert seen == [False] * (1 if fails else 2)  # every validation image runs without autotuning
+    assert torch.backends.cudnn.benchmark is True  # training's setting is back, after an error too
+
+
+def test_validation_asks_the_dataset_mode_to_check_its_flags(tmp_path, make_options, monkeypatch):
+    from data.resize_natural_3_dataset import ResizeNatural3Dataset
+    from evaluation.validation import open_validation_set
+
+    calls = []
+    monkeypatch.setattr(ResizeNatural3Dataset, "check_test_options",
+                        staticmethod(lambda opt, prefix="--": calls.append((opt.align, opt.keep_size, prefix))),
+                        raising=False)
+    root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=1)
+    open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "8"))
+    assert (8, False, "--val_") in calls  # the validation flags, named as validation's

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataset
+from evaluation.reports import score_cells
 from evaluation.validation import Validator, open_validation_set
 from models import checkpoint, create_model
 from models.base_model import NonFiniteLossError
@@ -145,7 +146,7 @@ def train(opt: argparse.Namespace) -> int:
     if validator and opt.continue_train:
         validator.resume(progress.epochs_done)
     resume_at = (progress.epochs_done + 1, progress.position) if opt.continue_train else None
-    visualizer = Visualizer(opt, model.roles, enabled=main_process, resume_at=resume_at)
+    visualizer = Visualizer(opt, model.roles, score_cells, enabled=main_process, resume_at=resume_at)
     trackers = open_trackers(opt, main_process, progress.total_iters if opt.continue_train else None,
                              checkpoint.load_extra(model, checkpoint.prefix_to_load(opt)) if opt.continue_train else {})
     if validator:

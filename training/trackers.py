@@ -27,9 +27,10 @@ from typing import Protocol
 
 import numpy as np
 
+from evaluation.scoring import flat
 from evaluation.validation import ValResult
 from util.errors import UserError
-from util.logs import flat, metric_columns
+from util.logs import metric_columns
 
 WANDB_RUN_ID = "wandb_run_id"  # the training state's extra that names the W&B run
 GRID_TAG = "images/cascade"

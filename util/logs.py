@@ -3,20 +3,20 @@
 - ``loss_log.txt`` (training): one line per --print_freq,
   ``(epoch: E, iters: I, samples: N, time: T, data: D) name: value ...``; read back as a Curve.
 - ``val_log.csv`` (validation during training): one row per validation, columns VAL_FIXED then
-  metric_columns(labels); read back as a Curve or as a console table.
+  metric_columns(labels); read back as rows of text or as a Curve.
 - ``metrics.csv`` (a test run): one row per image as it is scored, then the mean row.
 
 A resumed run first cuts loss_log.txt and val_log.csv back to the point it resumes from (truncate_loss_log,
 truncate_val_log), so that no row is written twice.
 
-Scores are kept per column label (e.g. "I", "T_1".."T_3"; "pred" for saved predictions) as
-(PSNR, SSIM) pairs; the labels come from the model's VisualRoles.
+Metric columns are named PSNR_<label>, SSIM_<label> per score label (e.g. "I", "T_1".."T_3"; "pred" for
+saved predictions; the labels come from the model's VisualRoles). This module writes the numbers it is given,
+in that column order, and reads them back: what the scores are and how they are shown is evaluation/'s.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import re
 import time
@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 
 from util.files import atomic_write
 
-Scores = dict[str, tuple[float, float]]
-
 VAL_FIXED = ("epoch", "samples", "lr", "seconds", "images")
 LOSS_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+)(?:, samples: (\d+))?[^)]*\)(.*)$")
 
@@ -34,29 +32,6 @@ LOSS_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+)(?:, samples: (\d+))?[^)]*
 def metric_columns(labels: Sequence[str]) -> list[str]:
     """Return the metric column names PSNR_<label>, SSIM_<label> for each label, in order."""
     return [f"{metric}_{label}" for label in labels for metric in ("PSNR", "SSIM")]
-
-
-def flat(scores: Scores | None, labels: Sequence[str]) -> list[float | None]:
-    """Return the scores in metric_columns(labels) order (None everywhere without scores)."""
-    if scores is None:
-        return [None] * 2 * len(labels)
-    return [value for label in labels for value in scores[label]]
-
-
-def fmt(value: float | None, digits: int) -> str:
-    """Return value with the given decimals, or 'n/a'."""
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def format_cells(scores: Scores | None, labels: Sequence[str]) -> list[str]:
-    """Return metric cells in metric_columns order: PSNR with 2 decimals, SSIM with 4, 'n/a' without scores."""
-    return [fmt(v, 2 if i % 2 == 0 else 4) for i, v in enumerate(flat(scores, labels))]
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return rows under header as right-aligned text columns for the console."""
-    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
-    return "\n".join("  ".join(str(cell).rjust(w) for cell, w in zip(r, widths)) for r in [header, *rows])
 
 
 @dataclass
@@ -226,37 +201,33 @@ def read_val_log(path: str) -> Curve:
     return curve
 
 
-def val_table(path: str) -> str:
-    """Return a val_log.csv as a console table: epoch, samples, images and every PSNR/SSIM column."""
-    records = read_val_rows(path)
-    metrics = [c for c in (records[0] if records else {}) if c.startswith(("PSNR_", "SSIM_"))]
-    columns = ["epoch", "samples", "images", *metrics]
-    rows = [[r[c] if c in VAL_FIXED else f"{float(r[c]):.{2 if c.startswith('PSNR') else 4}f}" for c in columns]
-            for r in records]
-    return text_table(columns, rows)
-
-
 # ----- metrics.csv -----------------------------------------------------------------------------------------
 
 
 class MetricsCSV:
-    """metrics.csv written as images are scored (a crash keeps every row so far), with the mean row at the end."""
+    """metrics.csv written as images are scored (a crash keeps every row so far), with the mean row at the end.
+
+    A row's values come in metric_columns(labels) order; None (no ground truth) is written as 'n/a'.
+    """
 
     def __init__(self, path: str, labels: Sequence[str]):
         self.path = path
-        self.labels = labels
+        self.columns = metric_columns(labels)
         with open(path, "w", newline="") as f:
-            csv.writer(f).writerow(["image", *metric_columns(labels)])
+            csv.writer(f).writerow(["image", *self.columns])
 
-    def add(self, name: str, scores: Scores | None) -> None:
-        """Append one image's row ('n/a' without ground truth)."""
-        self._append([name, *("n/a" if v is None else repr(float(v)) for v in flat(scores, self.labels))])
+    def add(self, name: str, values: Sequence[float | None]) -> None:
+        """Append one image's row."""
+        self._append(name, values)
 
-    def finish(self, mean: Scores | None) -> None:
+    def finish(self, values: Sequence[float | None]) -> None:
         """Append the mean row."""
-        self._append(["mean", *("n/a" if v is None else repr(float(v)) for v in flat(mean, self.labels))])
+        self._append("mean", values)
 
-    def _append(self, row: list[str]) -> None:
+    def _append(self, name: str, values: Sequence[float | None]) -> None:
+        if len(values) != len(self.columns):
+            raise ValueError(f"{len(values)} values for the {len(self.columns)} columns of {self.path}")
+        row = [name, *("n/a" if v is None else repr(float(v)) for v in values)]
         # A file name that is not valid UTF-8 (surrogate escapes from os.fsdecode) is written with U+FFFD / '?'.
         with open(self.path, "a", newline="", encoding="utf-8", errors="replace") as f:
             csv.writer(f).writerow(row)
