@@ -51,7 +51,7 @@ device="CPU"
 speed=(--channels_last auto)
 if [ "$gpu_ids" = "-1" ]; then
   if [ "${FP32:-0}" != "1" ] && "$PYTHON" -c \
-      "import sys; from models.ibcln_model import cpu_has_native_bf16; sys.exit(not cpu_has_native_bf16())"; then
+      "import sys; from util.machine import cpu_has_native_bf16; sys.exit(not cpu_has_native_bf16())"; then
     speed+=(--amp)
   fi
   device="CPU (${speed[*]})"

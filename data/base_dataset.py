@@ -6,7 +6,6 @@ import argparse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.utils.data as torch_data
 from PIL import Image
@@ -129,9 +128,3 @@ def apply_preprocess(img: Image.Image, opt: argparse.Namespace, params: Geometry
     if params.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return img
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """Return an 8-bit RGB PIL image as a float tensor (3, H, W) in [0, 1]."""
-    array = np.array(img, dtype=np.uint8, copy=True)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)

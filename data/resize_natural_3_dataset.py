@@ -25,9 +25,10 @@ import torch
 from PIL import Image
 
 from util.errors import UserError
+from util.images import pad_to_multiple, to_tensor
 
 from . import synthesis
-from .base_dataset import BaseDataset, align_down, apply_preprocess, draw_geometry, round_down_to_4, to_tensor
+from .base_dataset import BaseDataset, align_down, apply_preprocess, draw_geometry, round_down_to_4
 from .image_folder import count_by_folder, load_rgb, make_dataset
 from .layouts import find_pairs
 from .pairing import index_by_name, pair_by_name
@@ -323,13 +324,6 @@ class ResizeNatural3Dataset(BaseDataset):
         return sample
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Return x (C,H,W) reflect-padded at the bottom and right to H, W divisible by multiple."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    return torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode="reflect")[0]
 
 
 def pair_real(t_paths: list[str], i_paths: list[str], t_folder: str, i_folder: str) -> list[tuple[str, str]]:

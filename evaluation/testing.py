@@ -22,8 +22,9 @@ from data.fingerprint import describe, fingerprint, pair_digest
 from evaluation.metrics import describe_protocol
 from evaluation.reports import format_cells, score_cells, text_table
 from evaluation.scoring import ImageResult, Scores, flat, mean_scores, run_test_set
-from models import create_model
+from models import checkpoint
 from models.base_model import BaseModel, VisualRoles
+from options.model_config import create_model
 from options.test_options import results_folder
 from pages.html import shown
 from pages.result_page import write_test_page
@@ -84,7 +85,8 @@ def protocol_line(opt: argparse.Namespace, dataset: BaseDataset) -> str:
 def load_test_model(opt: argparse.Namespace) -> BaseModel:
     """Return the model with its checkpoint loaded, in eval mode (train mode with --dropout_at_test)."""
     model = create_model(opt)
-    model.setup(opt)
+    checkpoint.load_for_run(model, opt)
+    model.setup(opt.verbose)
     if opt.dropout_at_test:
         model.train()  # the released protocol: dropout stays active, outputs vary run to run
     else:

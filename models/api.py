@@ -11,7 +11,6 @@ remove_reflection.py (the command), hubconf.py (torch.hub) and scripts/export_on
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,13 +20,15 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from util.devices import resolve_device
 from util.errors import UserError
 from util.files import safe_torch_load
-from util.images import tensor2im
+from util.images import pad_to_multiple, tensor2im, to_tensor
 from util.rgb import to_rgb8
 
 from . import fast_path, memory, tiling
-from .checkpoint import load_state_dict_checked
+from .checkpoint import load_state_dict_checked, network_path
+from .config import IBCLNConfig
 from .ibcln_model import N_STEPS, IBCLNModel, run_cascade
 
 DEFAULT_WEIGHTS = os.path.join("checkpoints", "IBCLN")
@@ -39,7 +40,7 @@ WEIGHTS_SOURCE = ("run `python scripts/get_weights.py`, or download the authors'
 
 def weight_paths(folder: str, epoch: str = "final") -> list[str]:
     """Return the paths of the two generator files, <folder>/<epoch>_net_G_T.pth and _G_R.pth."""
-    return [os.path.join(folder, f"{epoch}_net_{name}.pth") for name in GENERATORS]
+    return [network_path(folder, epoch, name) for name in GENERATORS]
 
 
 def check_weights(folder: str, epoch: str = "final") -> list[str]:
@@ -53,28 +54,6 @@ def check_weights(folder: str, epoch: str = "final") -> list[str]:
     return paths
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return the torch device for 'auto' (the first GPU when torch sees one, else the CPU), 'cpu' or 'cuda[:N]'."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cpu":
-        return resolved
-    if resolved.type != "cuda":
-        raise UserError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    index = 0 if resolved.index is None else resolved.index
-    if index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return torch.device("cuda", index)
-
-
 def generator_widths(state: Any, path: str) -> tuple[int, int, int]:
     """Return (input_nc, output_nc, ngf) of a generator state_dict; a file that is no generator is a UserError."""
     try:
@@ -82,19 +61,6 @@ def generator_widths(state: Any, path: str) -> tuple[int, int, int]:
         return int(first.shape[1]) // 3, int(last.shape[0]), int(first.shape[0])
     except (KeyError, TypeError, AttributeError, IndexError):
         raise UserError(f"{path}: not an IBCLN generator (no conv1.0.weight / output.0.weight tensors)") from None
-
-
-def build_model(ngf: int, device: torch.device, amp: bool | str = False, channels_last: bool = False,
-                input_nc: int = 3, output_nc: int = 3) -> IBCLNModel:
-    """Return a test-mode IBCLNModel with untrained generators of width ngf on device (the options test.py has)."""
-    parser = IBCLNModel.modify_commandline_options(argparse.ArgumentParser(), is_train=False)
-    opt = parser.parse_args([])  # the model's own defaults: fused gates off, zero-state skip on, no tiles
-    amp_flag = ("auto" if amp else "none") if isinstance(amp, bool) else amp
-    vars(opt).update(
-        gpu_ids=[device.index or 0] if device.type == "cuda" else [], is_train=False, checkpoints_dir="",
-        name="", netG="gen_drop", input_nc=input_nc, output_nc=output_nc, ngf=ngf, no_dropout=False,
-        init_type="normal", init_gain=0.02, amp=amp_flag, channels_last="on" if channels_last else "off")
-    return IBCLNModel(opt)
 
 
 def load_ibcln(weights: str = DEFAULT_WEIGHTS, device: str | torch.device = "auto", epoch: str = "final",
@@ -120,8 +86,12 @@ def load_ibcln(weights: str = DEFAULT_WEIGHTS, device: str | torch.device = "aut
         raise UserError(f"{paths[0]} and {paths[1]} have different widths (input, output, ngf) {widths[0]} and "
                         f"{widths[1]}: they are not one IBCLN model")
     input_nc, output_nc, ngf = widths[0]
-    channels_last, _ = fast_path.resolve_channels_last(channels_last, torch_device, "test", amp not in (False, "none"))
-    model = build_model(ngf, torch_device, amp, channels_last, input_nc, output_nc)
+    amp = ("auto" if amp else "none") if isinstance(amp, bool) else amp
+    channels_last, _ = fast_path.resolve_channels_last(channels_last, torch_device, "test", amp != "none")
+    # The model changes no global torch setting (cuDNN, deterministic mode): the caller's stay as they were.
+    model = IBCLNModel(IBCLNConfig(gpu_ids=(torch_device.index,) if torch_device.type == "cuda" else (),
+                                   input_nc=input_nc, output_nc=output_nc, ngf=ngf, amp=amp,
+                                   channels_last=channels_last))
     # load_state_dict copies into the model's tensors, so they keep the memory format the model gave them.
     for name, state, path in zip(GENERATORS, states, paths):
         load_state_dict_checked(model.nets()[name], state, path)
@@ -153,13 +123,13 @@ class ReflectionRemover:
 
     def plan(self, batch: int, height: int, width: int, tile: int | str = "auto") -> memory.TilePlan:
         """Return how an input of this size runs: --tile auto's choice, or the tile size given (0 = whole image)."""
-        padded_h, padded_w = height + (-height) % 4, width + (-width) % 4
+        padded_h, padded_w = height + (-height) % tiling.MULTIPLE, width + (-width) % tiling.MULTIPLE
         if tile == "auto":
             return memory.plan_tiles(batch, padded_h, padded_w, self.device, self.ngf, self.tile_overlap)
         tile = int(tile)
         if tile == 0:
             return memory.TilePlan(0, self.tile_overlap)
-        overlap = min(self.tile_overlap, tile // 2 // 4 * 4)
+        overlap = tiling.fit_overlap(tile, self.tile_overlap)
         tiling.check_tiling(tile, overlap)
         return memory.TilePlan(tile, overlap)
 
@@ -178,7 +148,7 @@ class ReflectionRemover:
         n, _, height, width = batch.shape
         if height < 4 or width < 4:
             raise UserError(f"image of {width}x{height} pixels is smaller than the 4x4 the network needs")
-        padded = tiling.pad_to_multiple(batch)
+        padded = pad_to_multiple(batch, tiling.MULTIPLE)
         plan = self.plan(n, height, width, tile)
         fake_Ts, fake_Rs, plan = self._run(padded, steps, reflection, plan, retry=tile == "auto")
         self.last_plan = plan
@@ -202,19 +172,19 @@ class ReflectionRemover:
                                     + (f" with tiles of {plan.tile} px" if plan.tile else "")
                                     + ": pass a smaller --tile, or run on the CPU") from None
                 torch.cuda.empty_cache()
-                smaller = max(memory.MIN_TILE, (plan.tile or max(padded.shape[-2:])) // 2 // 4 * 4)
-                plan = memory.TilePlan(smaller, min(plan.overlap, smaller // 2 // 4 * 4), plan.estimate,
+                smaller = max(memory.MIN_TILE, tiling.half_tile(plan.tile or max(padded.shape[-2:])))
+                plan = memory.TilePlan(smaller, tiling.fit_overlap(smaller, plan.overlap), plan.estimate,
                                        plan.available, plan.where + " (after running out of memory)")
 
     def _as_batch(self, image: Image.Image | np.ndarray | Tensor) -> tuple[Tensor, Callable[[Tensor], Any]]:
         """Return image as a float (N,3,H,W) batch, and the function that turns an output back into its type."""
         if isinstance(image, Image.Image):
             array = np.asarray(to_rgb8(image))
-            return _from_uint8(array), lambda out: Image.fromarray(tensor2im(out))
+            return to_tensor(array)[None], lambda out: Image.fromarray(tensor2im(out))
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise UserError(f"an array image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
-            return _from_uint8(image), tensor2im
+            return to_tensor(image)[None], tensor2im
         if isinstance(image, Tensor):
             if not image.is_floating_point() or image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise UserError(f"a tensor image must be float (N,3,H,W) or (3,H,W) in [0,1], got "
@@ -251,8 +221,3 @@ class Cascade(nn.Module):
         """Return (T_k, R_k) of the cascade for image, clamped to [0,1]."""
         fake_Ts, fake_Rs, _, _ = run_cascade(self.net_G_T, self.net_G_R, image, self.steps)
         return fake_Ts[-1].clamp(0, 1), fake_Rs[-1].clamp(0, 1)
-
-
-def _from_uint8(array: np.ndarray) -> Tensor:
-    """Return an HxWx3 uint8 array as a float (1,3,H,W) tensor in [0,1] (the arithmetic of the datasets' to_tensor)."""
-    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255)[None]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
-import os
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint, networks
+from . import parallel, schedule
+from .config import ModelConfig
 
 # A page cell: (visual label, caption, score label or None); None leaves the cell empty.
 Cell = tuple[str, str, str | None] | None
@@ -46,40 +47,30 @@ class VisualRoles:
         return dict(self.steps)[label]
 
 
-def select_kernels(opt: argparse.Namespace) -> None:
-    """Set cuDNN's benchmark mode and torch's deterministic mode for this run's options (returns nothing).
-
-    Benchmark mode times every convolution algorithm once per input size and keeps the fastest: worth it for
-    training's fixed crops and for --tile's equal tiles, not for test images of many sizes, where each new
-    size is timed again and the trial workspaces inflate the peak memory. --deterministic turns it off and
-    makes torch use deterministic algorithms (bit-identical GPU runs, somewhat slower).
-    """
-    deterministic = bool(getattr(opt, "deterministic", False))
-    if deterministic:
-        # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is created.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.deterministic = deterministic
-    fixed_sizes = opt.is_train or bool(getattr(opt, "tile", 0))
-    torch.backends.cudnn.benchmark = bool(opt.gpu_ids) and fixed_sizes and not deterministic
-
-
 class BaseModel(ABC):
     """Subclasses set loss_names, model_names, visual_names, roles and optimizers, and implement the abstract methods.
 
+    A model is built from its config (config_class, models/config.py) and changes no global torch setting:
+    cuDNN's benchmark and deterministic modes are the drivers' choice (options/base_options.select_kernels).
     Checkpoints are the pix2pix format: ``<epoch>_net_<name>.pth`` holding a plain state_dict (no
-    ``module.`` prefix). Beside them, ``<epoch>_train_state.pth`` holds what an exact resume needs.
+    ``module.`` prefix). Beside them, ``<epoch>_train_state.pth`` holds what an exact resume needs
+    (models/checkpoint.py, which also loads the networks a run starts from).
     """
 
     roles: VisualRoles  # set by each subclass: what evaluation scores and pages show
+    config_class: type[ModelConfig] = ModelConfig  # each subclass names its own
 
-    def __init__(self, opt: argparse.Namespace):
-        self.opt = opt
-        self.gpu_ids = opt.gpu_ids
-        self.is_train = opt.is_train
-        self.device = torch.device("cuda", self.gpu_ids[0]) if self.gpu_ids else torch.device("cpu")
-        select_kernels(opt)
-        self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    def __init__(self, config: ModelConfig):
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a config of type {self.config_class.__name__}, got "
+                            f"{type(config).__name__}")
+        self.config = config
+        self.gpu_ids = list(config.gpu_ids)
+        self.is_train = config.is_train
+        self.device = config.device
+        self.save_dir = config.save_dir
+        # The run's seed, saved in every training state; a resumed run without one draws it after the build.
+        self.seed = config.seed
         self.loss_names: list[str] = []
         self.model_names: list[str] = []
         self.visual_names: list[str] = []
@@ -103,19 +94,19 @@ class BaseModel(ABC):
     def optimize_parameters(self) -> None:
         """Compute losses and gradients and update the weights (one training step)."""
 
-    def setup(self, opt: argparse.Namespace) -> None:
-        """Create schedulers when training; load checkpoints when testing or resuming; print the networks."""
+    def setup(self, verbose: bool = False) -> None:
+        """Create the schedulers when training and print the networks (with their layers when verbose).
+
+        The networks a run starts from (a checkpoint when testing or resuming, generators when fine-tuning)
+        are loaded by models/checkpoint.load_for_run, before this.
+        """
         if self.is_train:
-            self.schedulers = [networks.get_scheduler(o, opt) for o in self.optimizers]
-        if not self.is_train or opt.continue_train:
-            checkpoint.load_networks(self, checkpoint.prefix_to_load(opt))
-        elif getattr(opt, "pretrained_dir", ""):
-            checkpoint.load_pretrained(self, opt.pretrained_dir, checkpoint.prefix_to_load(opt))
-        self.print_networks(opt.verbose)
+            self.schedulers = [schedule.get_scheduler(o, self.config) for o in self.optimizers]
+        self.print_networks(verbose)
 
     def nets(self) -> dict[str, nn.Module]:
         """Return the networks by name, unwrapped from DataParallel."""
-        return {name: networks.unwrap(getattr(self, "net" + name)) for name in self.model_names}
+        return {name: parallel.unwrap(getattr(self, "net" + name)) for name in self.model_names}
 
     def eval(self) -> None:
         """Put every network in eval mode."""
@@ -141,7 +132,7 @@ class BaseModel(ABC):
         The epoch-based policies step at the end of every epoch (metric None); the plateau policy steps after
         each validation, on its metric (higher is better; a NaN, when no image could be scored, is no step).
         """
-        plateau = self.opt.lr_policy == "plateau"
+        plateau = self.config.lr_policy == "plateau"
         for scheduler in self.schedulers:
             if metric is None and not plateau:
                 scheduler.step()
@@ -170,15 +161,15 @@ class BaseModel(ABC):
         (bit-identical learning rates). The plateau policy depends on the measured metric, not on the
         epoch: its restored state is kept.
         """
-        if self.opt.lr_policy == "plateau":
+        if self.config.lr_policy == "plateau":
             return
-        fresh = argparse.Namespace(**{**vars(self.opt), "epoch_count": 1})
+        fresh = dataclasses.replace(self.config, epoch_count=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
             for index, optimizer in enumerate(self.optimizers):
                 for group in optimizer.param_groups:
-                    group["lr"] = group["initial_lr"] = self.opt.lr
-                scheduler = networks.get_scheduler(optimizer, fresh)
+                    group["lr"] = group["initial_lr"] = self.config.lr
+                scheduler = schedule.get_scheduler(optimizer, fresh)
                 for _ in range(finished):
                     scheduler.step()
                 self.schedulers[index] = scheduler

@@ -7,6 +7,11 @@ loss scaler, the schedule's options, where the run stands (epochs done and the p
 one), the run's seed, every process's random generators and loss meter, and any ``extra`` (validation's
 best value).
 Prefixes: an epoch number, latest, final, best, iter_<n>. Every file is written atomically.
+
+The model itself knows nothing of the command line (models/config.py); the functions here that take the
+run's options (load_for_run, prefix_to_load, saved_seed, resume) read what is about the run, not the model:
+which checkpoint it starts from (--epoch, --load_iter, --continue_train, --pretrained_dir), where it stands,
+and the process's rank under torchrun.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ def network_path(folder: str, prefix: str | int, name: str) -> str:
     return os.path.join(folder, f"{prefix}_net_{name}.pth")
 
 
+def network_files(folder: str) -> list[str]:
+    """Return the paths of the network files (<prefix>_net_<name>.pth) in folder, sorted."""
+    return sorted(glob.glob(network_path(glob.escape(folder), "*", "*")))
+
+
 def training_state_path(folder: str, prefix: str | int) -> str:
     """Return the path of the training-state file saved beside the networks."""
     return os.path.join(folder, f"{prefix}_train_state.pth")
@@ -46,7 +56,7 @@ def training_state_path(folder: str, prefix: str | int) -> str:
 def available(folder: str) -> list[str]:
     """Return the checkpoint prefixes (epochs, latest, final, iter_N, ...) present in folder, epochs first."""
     found = set()
-    for path in glob.glob(os.path.join(folder, "*_net_*.pth")):
+    for path in network_files(folder):
         match = re.match(r"(.+)_net_[^_]+(_[^_]+)?\.pth$", os.path.basename(path))
         if match:
             found.add(match.group(1))
@@ -72,6 +82,19 @@ def load_networks(model, prefix: str | int) -> None:
                             f"{model.save_dir}: {listing}")
         print(f"loading the model from {path}")
         load_state_dict_checked(net, safe_torch_load(path, map_location=model.device), path)
+
+
+def load_for_run(model, opt: argparse.Namespace) -> None:
+    """Load the networks a run starts from; return None.
+
+    Testing or resuming (--continue_train): every network from --epoch's (or --load_iter's) checkpoint in the
+    run's folder. Fine-tuning (--pretrained_dir): the generators from that folder. A new run: nothing.
+    """
+    prefix = prefix_to_load(opt)
+    if not opt.is_train or opt.continue_train:
+        load_networks(model, prefix)
+    elif opt.pretrained_dir:
+        load_pretrained(model, opt.pretrained_dir, prefix)
 
 
 def load_pretrained(model, folder: str, prefix: str) -> None:
@@ -140,12 +163,12 @@ def save_training_state(model, prefix: str | int, progress: Progress, extra: dic
         "epoch": progress.epochs_done,
         "position": progress.position,
         "total_iters": progress.total_iters,
-        "seed": getattr(model.opt, "seed", None),
+        "seed": model.seed,
         "optimizers": [o.state_dict() for o in model.optimizers],
         "schedulers": [s.state_dict() for s in model.schedulers],
         # fp16 loss scaling: without it a resume restarts the scale at 65536 and skips steps until it falls back.
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "schedule": {key: getattr(model.opt, key) for key in SCHEDULE_KEYS},
+        "schedule": {key: getattr(model.config, key) for key in SCHEDULE_KEYS},
         "extra": extra or {},
         "ranks": ranks if ranks is not None else [rank_state(progress.meter)],
     }
@@ -173,9 +196,9 @@ def save_all_ranks(model, prefix: str | int, progress: Progress, extra: dict | N
     save(model, prefix, progress.epochs_done, progress.total_iters, extra, progress.position, ranks)
 
 
-def load_training_state(model, prefix: str | int) -> dict[str, Any]:
+def load_training_state(model, prefix: str | int, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Restore optimisers, schedulers, loss scaler and this process's random states from <prefix>_train_state.pth;
-    return its counters.
+    return its counters. rank and world_size: this process's under torchrun.
 
     The learning rate then follows the current options' schedule (BaseModel.follow_current_schedule). The
     returned dict holds epoch, position, total_iters, meter (this process's loss meter state or None), extra
@@ -194,7 +217,6 @@ def load_training_state(model, prefix: str | int) -> dict[str, Any]:
         scaler.load_state_dict(state["scaler"])
     elif scaler is not None:
         notes.append(f"note: {path} holds no fp16 loss scale: it starts again at {scaler.get_scale():g}")
-    rank, world_size = getattr(model.opt, "rank", 0), getattr(model.opt, "world_size", 1)
     ranks = state.get("ranks") or [{key: state[key] for key in state if key.startswith("rng_")}]
     own = ranks[rank] if len(ranks) == world_size else None
     cuda_note = seeding.restore_rng_states(own or ranks[0])
@@ -209,8 +231,8 @@ def load_training_state(model, prefix: str | int) -> dict[str, Any]:
     epoch = int(state["epoch"])
     model.follow_current_schedule(epoch)
     saved_schedule = state.get("schedule", {})
-    changed = [f"{key} {saved_schedule[key]} -> {getattr(model.opt, key)}" for key in SCHEDULE_KEYS
-               if key in saved_schedule and saved_schedule[key] != getattr(model.opt, key)]
+    changed = [f"{key} {saved_schedule[key]} -> {getattr(model.config, key)}" for key in SCHEDULE_KEYS
+               if key in saved_schedule and saved_schedule[key] != getattr(model.config, key)]
     if changed:
         notes.append(f"note: the learning-rate schedule changed since {path} was saved ({', '.join(changed)}): "
                      f"epochs {epoch + 1} on follow the new one (lr "
@@ -244,7 +266,8 @@ def saved_seed(opt: argparse.Namespace) -> int | None:
 def resume(model, opt: argparse.Namespace) -> Progress:
     """Restore the training state saved with the loaded networks; return where the run stands.
 
-    Sets opt.epoch_count to the epoch to continue (opt.seed is the loop's: see saved_seed).
+    Sets opt.epoch_count to the epoch to continue (opt.seed is the loop's: see saved_seed); opt.rank and
+    opt.world_size are util.distributed.setup's.
     """
     prefix = prefix_to_load(opt)
     path = training_state_path(model.save_dir, prefix)
@@ -253,7 +276,7 @@ def resume(model, opt: argparse.Namespace) -> Progress:
         print(f"note: no training state {path}: optimisers start afresh at epoch {opt.epoch_count} (a checkpoint "
               "without state, e.g. the released one)")
         return Progress(opt.epoch_count - 1)
-    counters = load_training_state(model, prefix)
+    counters = load_training_state(model, prefix, opt.rank, opt.world_size)
     opt.epoch_count = counters["epoch"] + 1
     progress = Progress(counters["epoch"], counters["position"], counters["total_iters"], counters["meter"])
     if main_process:

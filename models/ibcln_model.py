@@ -10,11 +10,12 @@ import math
 import torch
 from torch import Tensor
 
-from util import distributed
+from util import distributed, machine
 from util.errors import UserError
 
-from . import fast_path, losses, networks, tiling
+from . import fast_path, losses, networks, parallel, tiling
 from .base_model import BaseModel, NonFiniteLossError, VisualRoles
+from .config import AMP_CHOICES, IBCLNConfig
 
 N_STEPS = 3
 # Dynamo compiles ConvLSTMGenerator.forward once per variant (guard set), for G_T and G_R together: train or
@@ -64,9 +65,13 @@ def run_cascade(net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, real_I: Tens
 
 
 class IBCLNModel(BaseModel):
-    """The IBCLN model: G_T and G_R (one Adam), the PatchGAN D (its own Adam), and the losses of docs/method.md §4."""
+    """The IBCLN model: G_T and G_R (one Adam), the PatchGAN D (its own Adam), and the losses of docs/method.md §4.
+
+    Built from an IBCLNConfig: ``IBCLNModel(IBCLNConfig(ngf=64))`` is an untrained test-phase model on the CPU.
+    """
 
     roles = ROLES
+    config_class = IBCLNConfig
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -86,7 +91,7 @@ class IBCLNModel(BaseModel):
                             help="memory format of the networks: on = channels_last (NHWC), off = NCHW, auto = the "
                                  "faster one for this phase on this device (models/fast_path.py); --channels_last "
                                  "alone = on. Same result to ~1e-6")
-        parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=["none", "auto", "bf16", "fp16"],
+        parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=AMP_CHOICES,
                             help="automatic mixed precision; --amp alone = bf16 where the GPU supports it, else fp16 "
                                  "(with loss scaling when training). On the CPU: bf16 only, and only on CPUs with "
                                  "bfloat16 instructions (AVX512-BF16 or AMX); outputs within ~0.005 of fp32 (README)")
@@ -102,56 +107,54 @@ class IBCLNModel(BaseModel):
                                 help="overlap of neighbouring tiles in pixels (a multiple of 4, at most TILE/2)")
         return parser
 
-    def __init__(self, opt: argparse.Namespace):
-        super().__init__(opt)
+    def __init__(self, config: IBCLNConfig):
+        super().__init__(config)
         self.loss_names = ["idt_T", "res", "MP", "G", "T", "idt_R", "R", "D"]
         self.visual_names = ["fake_Ts", "real_T", "real_I", "fake_Rs"]
         self.model_names = ["G_T", "G_R", "D"] if self.is_train else ["G_T", "G_R"]
-        if getattr(opt, "compile", False) and len(self.gpu_ids) > 1:
+        if config.compile and len(self.gpu_ids) > 1:
             raise UserError("--compile with several --gpu_ids: DataParallel replicas would run the first GPU's "
                             "compiled code; train on several GPUs with torchrun (docs/gpu.md), or drop --compile")
-        self.amp_dtype = resolve_amp(getattr(opt, "amp", "none"), self.device)
+        self.amp_dtype = resolve_amp(config.amp, self.device)
         self.channels_last, why = fast_path.resolve_channels_last(
-            getattr(opt, "channels_last", "off"), self.device, "train" if self.is_train else "test",
-            self.amp_dtype is not None)
-        if getattr(opt, "channels_last", "off") == "auto" and distributed.is_main_process():
+            config.channels_last, self.device, "train" if self.is_train else "test", self.amp_dtype is not None)
+        if config.channels_last == "auto" and distributed.is_main_process():
             print(f"--channels_last auto: {'on' if self.channels_last else 'off'} ({why})")
-        self.tile = int(getattr(opt, "tile", 0) or 0)
-        self.tile_overlap = int(getattr(opt, "tile_overlap", 0) or 0)
-        if self.tile:
-            tiling.check_tiling(self.tile, self.tile_overlap)
-        self.netG_T = networks.place_net(self._generator(opt), self.gpu_ids)
-        self.netG_R = networks.place_net(self._generator(opt), self.gpu_ids)
+        self.tile = config.tile
+        self.tile_overlap = config.tile_overlap
+        self.netG_T = parallel.place_net(self._generator(), self.gpu_ids)
+        self.netG_R = parallel.place_net(self._generator(), self.gpu_ids)
         # Loss scaling keeps small fp16 gradients from underflowing; bf16 has fp32's range and needs none.
         self.scaler = (torch.amp.GradScaler("cuda") if self.is_train and self.amp_dtype == torch.float16 else None)
         if self.is_train:
-            self.netD = networks.place_net(self._prepare(networks.define_D(opt)), self.gpu_ids)
-            # With torchrun each network becomes a DistributedDataParallel; G_R's half- and quarter-scale
-            # heads feed no loss, hence find_unused_parameters for it.
-            self.netG_T = distributed.wrap(self.netG_T, opt)
-            self.netG_R = distributed.wrap(self.netG_R, opt, find_unused_parameters=True)
-            self.netD = distributed.wrap(self.netD, opt)
-            self.vgg = self._prepare(networks.load_vgg_features(opt.vgg_weights).to(self.device))
-            self.criterion_gan = losses.GANLoss(opt.gan_mode)
+            self.netD = parallel.place_net(self._prepare(networks.define_D(config)), self.gpu_ids)
+            if config.distributed:
+                # With torchrun each network becomes a DistributedDataParallel; G_R's half- and quarter-scale
+                # heads feed no loss, hence find_unused_parameters for it.
+                self.netG_T = distributed.wrap(self.netG_T, self.gpu_ids)
+                self.netG_R = distributed.wrap(self.netG_R, self.gpu_ids, find_unused_parameters=True)
+                self.netD = distributed.wrap(self.netD, self.gpu_ids)
+            self.vgg = self._prepare(networks.load_vgg_features(config.vgg_weights).to(self.device))
+            self.criterion_gan = losses.GANLoss(config.gan_mode)
             self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_T.parameters(), self.netG_R.parameters()),
-                                                lr=opt.lr, betas=(opt.beta1, 0.999))
-            self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=(opt.beta1, 0.999))
+                                                lr=config.lr, betas=(config.beta1, 0.999))
+            self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
             self.optimizers = [self.optimizer_G, self.optimizer_D]
         self.crop_to: tuple[int, int] | None = None
 
-    def _generator(self, opt: argparse.Namespace) -> networks.ConvLSTMGenerator:
-        """Return a new generator with the shortcuts the options allow, in the chosen memory format."""
-        net = networks.define_G(opt).configure(fused_gates=bool(getattr(opt, "fused_gates", False)),
-                                               skip_zero_state=not getattr(opt, "no_zero_state_skip", False))
+    def _generator(self) -> networks.ConvLSTMGenerator:
+        """Return a new generator with the shortcuts the config allows, in the chosen memory format."""
+        net = networks.define_G(self.config).configure(fused_gates=self.config.fused_gates,
+                                                       skip_zero_state=not self.config.no_zero_state_skip)
         return self._prepare(net)
 
     def _prepare(self, net: torch.nn.Module) -> torch.nn.Module:
-        """Return net in channels_last format and compiled, as the options ask (the state_dict keys stay the same)."""
+        """Return net in channels_last format and compiled, as the config asks (the state_dict keys stay the same)."""
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        if getattr(self.opt, "compile", False):
+        if self.config.compile:
             if not self.is_train:
-                # Test weights are fixed once loaded (setup() runs before the first, compiling, forward): let
+                # Test weights are fixed once loaded (the run loads them before the first, compiling, forward): let
                 # inductor fold them as constants (on the CPU: prepacked oneDNN weights, fused conv + ReLU).
                 import torch._inductor.config as inductor_config
 
@@ -221,7 +224,7 @@ class IBCLNModel(BaseModel):
         The inference of test.py and of the Python API (models/api.py): inference mode, --amp's autocast, the
         model's memory format, and tiles when the longer side exceeds `tile` (None: --tile / --tile_overlap).
         """
-        net_G_T, net_G_R = networks.unwrap(self.netG_T), networks.unwrap(self.netG_R)
+        net_G_T, net_G_R = parallel.unwrap(self.netG_T), parallel.unwrap(self.netG_R)
         tile = self.tile if tile is None else tile
         overlap = self.tile_overlap if overlap is None else overlap
         image = self._to_device(image)
@@ -245,7 +248,7 @@ class IBCLNModel(BaseModel):
                 self.vgg, (steps_T[-1], self.fake_T_half.float(), self.fake_T_quarter.float()),
                 (self.real_T, self.real_T2, self.real_T4))
             # D is frozen here: call the bare module so that a DDP wrapper does not wait for D gradients.
-            self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(networks.unwrap(self.netD)(steps_T[-1]), True)
+            self.loss_G = losses.ADV_WEIGHT * self.criterion_gan(parallel.unwrap(self.netD)(steps_T[-1]), True)
             self.loss_T = self.loss_idt_T + self.loss_res + self.loss_MP + self.loss_G
             self.loss_idt_R = losses.reflection_loss(self.real_I, self.real_T, steps_R, self.alpha, self.synthetic)
             self.loss_R = self.loss_idt_R
@@ -257,11 +260,6 @@ class IBCLNModel(BaseModel):
             loss_real = self.criterion_gan(self.netD(self.real_T), True)
             loss_fake = self.criterion_gan(self.netD(self.fake_Ts[-1].detach()), False)
             self.loss_D = 0.5 * (loss_real + loss_fake)
-
-    def backward_D(self) -> None:
-        """Compute L_D and its gradients."""
-        self.compute_loss_D()
-        self._scaled(self.loss_D).backward()
 
     def _scaled(self, loss: Tensor) -> Tensor:
         """Return the loss multiplied by the fp16 loss scale (unchanged without fp16 AMP)."""
@@ -311,21 +309,11 @@ class IBCLNModel(BaseModel):
             self.scaler.update()
 
 
-def cpu_has_native_bf16() -> bool:
-    """Return whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), which oneDNN's bf16 kernels use."""
-    # torch exposes these checks only as private helpers; a torch without them counts as "no".
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check is not None and check() for check in checks)
-
-
-def cuda_has_native_bf16() -> bool:
-    """Return whether the current CUDA device computes bfloat16 natively (compute capability 8.0 or later)."""
-    # Without including_emulation=False torch also says yes on a T4 or V100, which only emulate bf16.
-    return torch.cuda.is_bf16_supported(including_emulation=False)
-
-
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Return the autocast dtype for --amp on device (None for none); a choice the device cannot run is a UserError."""
+    """Return the autocast dtype for --amp on device (None for none); a choice the device cannot run is a UserError.
+
+    On CUDA, bf16 is chosen by the given device's own compute capability (not the current device's).
+    """
     if amp in (None, "none"):
         return None
     if device.type != "cuda":
@@ -334,12 +322,12 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         if amp == "fp16":
             raise UserError("--amp fp16: float16 autocast is for CUDA devices; on the CPU use --amp bf16 "
                             "(or drop --amp)")
-        if not cpu_has_native_bf16():
+        if not machine.cpu_has_native_bf16():
             raise UserError(f"--amp {amp}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so bf16 "
                             "would be slower than fp32; drop --amp (AMP is for CUDA devices and bf16-capable CPUs)")
         return torch.bfloat16
     if amp == "auto":
-        return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
-    if amp == "bf16" and not cuda_has_native_bf16():
-        raise UserError("--amp bf16: this GPU has no native bfloat16 (compute capability below 8.0); use --amp fp16")
+        return torch.bfloat16 if machine.cuda_has_native_bf16(device) else torch.float16
+    if amp == "bf16" and not machine.cuda_has_native_bf16(device):
+        raise UserError(f"--amp bf16: {device} has no native bfloat16 (compute capability below 8.0); use --amp fp16")
     return torch.bfloat16 if amp == "bf16" else torch.float16

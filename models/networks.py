@@ -7,16 +7,16 @@ authors' ``final_net_G_T.pth`` / ``final_net_G_R.pth`` load unchanged.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim import lr_scheduler
 
 from util.errors import UserError
+
+from .config import IBCLNConfig
 
 
 def conv_block(in_c: int, out_c: int, kernel: int, stride: int = 1, dilation: int = 1,
@@ -153,12 +153,6 @@ class ConvLSTMGenerator(nn.Module):
             set_inplace_relu(self, inplace_relu)
         return self
 
-    def init_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return zero (h, c) for input x: (N, 256, H/4, W/4) on x's device and dtype."""
-        n, _, height, width = x.shape
-        shape = (n, self.hidden_channels, height // 4, width // 4)
-        return x.new_zeros(shape), x.new_zeros(shape)
-
     def forward(self, x: Tensor, h: Tensor | None = None, c: Tensor | None = None, heads: bool = True
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
         """Return (output, h, c, half-scale output, quarter-scale output) for one cascade step (h, c None: zero).
@@ -283,84 +277,24 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     net.apply(init_one)
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    """Return the module inside a DataParallel or DistributedDataParallel wrapper (net itself otherwise)."""
-    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    return net.module if isinstance(net, wrappers) else net
-
-
-def scatter_for_replicas(scattered_inputs: tuple, scattered_kwargs: tuple) -> tuple[tuple, tuple]:
-    """Return (inputs, kwargs) per replica, keeping only replicas that received a share of the batch.
-
-    torch's scatter_kwargs copies keyword arguments (heads=...) to every device but splits a batch of B
-    samples into min(B, devices) chunks, then pads the inputs with empty tuples: a batch smaller than the
-    number of GPUs would call a replica with keywords and no input.
-    """
-    given = sum(1 for args in scattered_inputs if args)
-    if not given or not scattered_kwargs:  # nothing to trim (keyword-only calls keep torch's behaviour)
-        return scattered_inputs, scattered_kwargs
-    return scattered_inputs[:given], scattered_kwargs[:given]
-
-
-def with_autocast_of_caller(replicas: list, device_type: str) -> list:
-    """Return replicas that each run under this thread's autocast state for device_type (unchanged without it).
-
-    DataParallel runs each replica in its own thread; autocast's dtype is per thread, and torch's worker
-    re-enters autocast with only "enabled", so a replica would fall back to the device's default dtype
-    (float16 on CUDA) under --amp bf16.
-    """
-    if not torch.is_autocast_enabled(device_type):
-        return replicas
-    dtype = torch.get_autocast_dtype(device_type)
-
-    def under_autocast(replica: nn.Module):
-        def call(*args, **kwargs):
-            with torch.autocast(device_type, dtype=dtype):
-                return replica(*args, **kwargs)
-        return call
-
-    return [under_autocast(replica) for replica in replicas]
-
-
-class DataParallel(nn.DataParallel):
-    """nn.DataParallel that passes the caller's autocast dtype to the replicas and copes with batches < GPUs."""
-
-    def scatter(self, inputs: tuple, kwargs: dict | None, device_ids: list) -> tuple[tuple, tuple]:
-        """Return the per-replica (inputs, kwargs), one pair per GPU that received samples."""
-        return scatter_for_replicas(*super().scatter(inputs, kwargs, device_ids))
-
-    def parallel_apply(self, replicas: list, inputs: tuple, kwargs: tuple) -> list:
-        """Return the replicas' outputs, each computed under the caller's autocast dtype."""
-        return super().parallel_apply(with_autocast_of_caller(replicas, self.src_device_obj.type), inputs, kwargs)
-
-
-def place_net(net: nn.Module, gpu_ids: list[int]) -> nn.Module:
-    """Return net on the first GPU of gpu_ids (wrapped in DataParallel for several) or on the CPU."""
-    if gpu_ids:
-        net.to(torch.device("cuda", gpu_ids[0]))
-        if len(gpu_ids) > 1:
-            net = DataParallel(net, gpu_ids)
+def define_G(config: IBCLNConfig) -> ConvLSTMGenerator:
+    """Return a freshly initialised generator for config.netG."""
+    if config.netG != "gen_drop":
+        raise UserError(f"--netG {config.netG}: IBCLN has one generator architecture, gen_drop")
+    net = ConvLSTMGenerator(3 * config.input_nc, config.output_nc, config.ngf, use_dropout=not config.no_dropout)
+    init_weights(net, config.init_type, config.init_gain)
     return net
 
 
-def define_G(opt: argparse.Namespace) -> ConvLSTMGenerator:
-    """Return a freshly initialised generator for --netG."""
-    if opt.netG != "gen_drop":
-        raise UserError(f"--netG {opt.netG}: IBCLN has one generator architecture, gen_drop")
-    net = ConvLSTMGenerator(3 * opt.input_nc, opt.output_nc, opt.ngf, use_dropout=not opt.no_dropout)
-    init_weights(net, opt.init_type, opt.init_gain)
-    return net
-
-
-def define_D(opt: argparse.Namespace) -> NLayerDiscriminator:
-    """Return a freshly initialised discriminator for --netD."""
-    if opt.netD == "basic":
-        net = NLayerDiscriminator(opt.output_nc, opt.ndf, 3, opt.norm)
-    elif opt.netD == "n_layers":
-        net = NLayerDiscriminator(opt.output_nc, opt.ndf, opt.n_layers_D, opt.norm)
+def define_D(config: IBCLNConfig) -> NLayerDiscriminator:
+    """Return a freshly initialised discriminator for config.netD."""
+    if config.netD == "basic":
+        net = NLayerDiscriminator(config.output_nc, config.ndf, 3, config.norm)
+    elif config.netD == "n_layers":
+        net = NLayerDiscriminator(config.output_nc, config.ndf, config.n_layers_D, config.norm)
     else:
-        raise UserError(f"--netD {opt.netD}: expected basic or n_layers")
-    init_weights(net, opt.init_type, opt.init_gain)
+        raise UserError(f"--netD {config.netD}: expected basic or n_layers")
+    init_weights(net, config.init_type, config.init_gain)
     return net
 
 
@@ -424,28 +358,3 @@ def load_vgg_features(source: str) -> VGGFeatures:
     features = net.features[:keep]
     features.load_state_dict({k.split(".", 1)[1]: v for k, v in wanted.items()})
     return VGGFeatures(features)
-
-
-def get_scheduler(optimizer: torch.optim.Optimizer, opt: argparse.Namespace):
-    """Return the learning-rate scheduler for --lr_policy, positioned at epoch --epoch_count.
-
-    The scheduler's counter is the number of finished epochs, so a resumed run that restores its
-    state_dict and a fresh run started with --epoch_count agree. linear keeps the lr for niter
-    epochs, then decays it to zero over niter_decay epochs. plateau is stepped after each validation on
-    the result's PSNR: the lr is multiplied by 0.2 after 5 validations without a rise of 1% over the best.
-    """
-    if opt.lr_policy == "plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.2, threshold=0.01, patience=5)
-    start = opt.epoch_count - 2  # -1 for a run starting at epoch 1
-    if start >= 0:
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-    if opt.lr_policy == "linear":
-        def rule(finished: int) -> float:
-            return 1.0 - max(0, finished + 1 - opt.niter) / float(opt.niter_decay + 1)
-        return lr_scheduler.LambdaLR(optimizer, lr_lambda=rule, last_epoch=start)
-    if opt.lr_policy == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=opt.lr_decay_iters, gamma=0.1, last_epoch=start)
-    if opt.lr_policy == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=opt.niter, eta_min=0, last_epoch=start)
-    raise UserError(f"--lr_policy {opt.lr_policy}: expected linear, step, plateau or cosine")

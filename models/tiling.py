@@ -27,6 +27,16 @@ def check_tiling(tile: int, overlap: int) -> None:
                         f"({tile // 2})")
 
 
+def half_tile(tile: int) -> int:
+    """Return half of tile rounded down to a multiple of 4: the largest overlap a tile allows."""
+    return tile // 2 // MULTIPLE * MULTIPLE
+
+
+def fit_overlap(tile: int, overlap: int) -> int:
+    """Return overlap shrunk, where the tile is small, to at most half the tile (a multiple of 4)."""
+    return min(overlap, half_tile(tile))
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Return the start offsets of tiles of size min(tile, length) covering [0, length), the last one at the end.
 
@@ -90,16 +100,3 @@ def tiled_cascade(cascade: Callable[[Tensor], tuple[list[Tensor], list[Tensor]]]
             for acc, out in zip(acc_T + acc_R, fake_Ts[1:] + fake_Rs[1:]):
                 acc[..., y:y + th, x:x + tw] += out.float() * weight
     return [image, *acc_T], [torch.full_like(image, 0.1), *acc_R]
-
-
-def pad_to_multiple(image: Tensor, multiple: int = MULTIPLE) -> Tensor:
-    """Return image (N,C,H,W) reflect-padded at the bottom and right to H, W divisible by multiple.
-
-    The padding of test.py --keep_size (the dataset pads each (C,H,W) sample the same way); H and W must be
-    at least `multiple`, which reflect padding needs.
-    """
-    height, width = image.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return image
-    return torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")

@@ -15,6 +15,7 @@ import torch
 import data
 import models
 from util import distributed
+from util.devices import parse_gpu_ids
 from util.errors import UserError, exit_on_user_error
 from util.seeding import seed_everything
 
@@ -131,7 +132,11 @@ class BaseOptions:
         return True
 
     def parse(self, args: list[str] | None = None, save: bool = True) -> argparse.Namespace:
-        """Return the options of this run: parsed, checked, printed and saved to <phase>_opt.txt."""
+        """Return the options of this run: parsed, checked, printed and saved to <phase>_opt.txt.
+
+        Also makes the run's process-wide settings: cuDNN and deterministic modes (select_kernels), the
+        current GPU, and the seeds of --seed.
+        """
         opt = self.gather_options(args)
         opt.is_train = self.is_train
         if opt.suffix:
@@ -150,6 +155,8 @@ class BaseOptions:
                     f.write(text + "\n")
             except OSError as err:
                 raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
+        # Only test.py and evaluate.py have --tile.
+        select_kernels(opt.deterministic, bool(opt.gpu_ids), opt.is_train or bool(getattr(opt, "tile", 0)))
         if opt.gpu_ids:
             device = distributed.first_device(opt.gpu_ids)
             if device < torch.cuda.device_count():  # else distributed.setup stops with a one-line error
@@ -160,23 +167,22 @@ class BaseOptions:
         return opt
 
 
-def parse_gpu_ids(text: str) -> list[int]:
-    """Return the GPU ids named by ``--gpu_ids`` (empty for the CPU), checking that they exist."""
-    try:
-        ids = [int(part) for part in str(text).split(",") if part.strip() != ""]
-    except ValueError:
-        raise UserError(f"--gpu_ids {text}: expected comma-separated integers (0 or 0,1), or -1 for the CPU") from None
-    ids = [i for i in ids if i >= 0]
-    if not ids:
-        return []
-    if not torch.cuda.is_available():
-        raise UserError(f"--gpu_ids {text}: CUDA is not available on this machine; use --gpu_ids -1 to run on the CPU")
-    count = torch.cuda.device_count()
-    missing = [i for i in ids if i >= count]
-    if missing:
-        raise UserError(f"--gpu_ids {text}: this machine has {count} GPU(s) (ids 0..{count - 1}); "
-                        "choose existing ids or use --gpu_ids -1 for the CPU")
-    return ids
+def select_kernels(deterministic: bool, cuda: bool, fixed_sizes: bool) -> None:
+    """Set cuDNN's benchmark mode and torch's deterministic mode for a run (returns nothing).
+
+    Benchmark mode times every convolution algorithm once per input size and keeps the fastest: worth it on
+    CUDA for fixed sizes (training's crops, --tile's equal tiles), not for test images of many sizes, where
+    each new size is timed again and the trial workspaces inflate the peak memory. deterministic
+    (--deterministic) turns it off and makes torch use deterministic algorithms (bit-identical GPU runs,
+    somewhat slower). These settings are global to the process: the drivers make them (BaseOptions.parse);
+    a model, and so the Python API, leaves them alone.
+    """
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is created.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = cuda and fixed_sizes and not deterministic
 
 
 def run_cli(main, options: BaseOptions) -> None:

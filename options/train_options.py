@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 
+from models import checkpoint
 from util.errors import UserError
 
 from .base_options import BaseOptions
@@ -91,7 +91,7 @@ class TrainOptions(BaseOptions):
             raise UserError("--pretrained_dir starts a new run from given generators; --continue_train resumes "
                             "this run: use one of them")
         run_dir = os.path.join(opt.checkpoints_dir, opt.name)
-        existing = sorted(glob.glob(os.path.join(run_dir, "*_net_*.pth")))
+        existing = checkpoint.network_files(run_dir)
         if save and existing and not opt.continue_train and not opt.overwrite:
             raise UserError(f"{run_dir} already holds checkpoints (e.g. {os.path.basename(existing[0])}): resume "
                             "it with --continue_train, choose another --name, or pass --overwrite to replace them")

@@ -49,13 +49,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import create_model
+from models import IBCLNConfig, IBCLNModel
 from models.base_model import BaseModel
-from models.ibcln_model import cpu_has_native_bf16, resolve_amp
-from options.test_options import TestOptions
-from options.train_options import TrainOptions
+from models.ibcln_model import resolve_amp
+from options.base_options import select_kernels
 from training.throughput import measure, write_photos
-from util.machine import cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
+from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
 
 # name -> (model flags, generator shortcuts on, needs AMP)
 # NCHW variants say --channels_last off: test.py's default is auto, which picks a format per machine.
@@ -160,16 +159,17 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int
 
 def build_model(phase: str, flags: list[str], shortcuts: bool, device: str, root: str) -> BaseModel:
     """Return an IBCLN model for phase train/test with the variant's flags, seeded so all variants start equal."""
-    gpu = "0" if device == "cuda" else "-1"
-    args = ["--dataroot", root, "--checkpoints_dir", os.path.join(root, "ck"), "--name", "bench", "--model", "IBCLN",
-            "--gpu_ids", gpu, *flags]
-    if phase == "train":
-        args += ["--vgg_weights", "random", "--display_id", "-1"]
+    # The keywords the variant's flags stand for (every variant names --channels_last, "off" only for NCHW).
+    config = IBCLNConfig(is_train=phase == "train", gpu_ids=(0,) if device == "cuda" else (),
+                         checkpoints_dir=os.path.join(root, "ck"), name="bench", vgg_weights="random",
+                         no_zero_state_skip="--no_zero_state_skip" in flags, fused_gates="--fused_gates" in flags,
+                         channels_last="off" if "off" in flags else "on", amp="auto" if "--amp" in flags else "none",
+                         compile="--compile" in flags)
+    select_kernels(deterministic=False, cuda=device == "cuda", fixed_sizes=phase == "train")  # as train.py, test.py
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="--vgg_weights random")
-        opt = (TrainOptions() if phase == "train" else TestOptions()).parse(args, save=False)
         torch.manual_seed(0)
-        model = create_model(opt)
+        model = IBCLNModel(config)
     if not shortcuts:  # the released computation, op for op
         for name in ("G_T", "G_R"):
             model.nets()[name].configure(skip_unused_heads=False, inplace_relu=False)

@@ -159,7 +159,7 @@ def require(ok: bool, message: str, **details: Any) -> None:
 NEEDED_MODULES = (*EXPECTED_INSTALLED, "dominate", "pytest")
 ENV_PROBE = """
 import json, importlib.util, sys, torch
-from models.ibcln_model import cpu_has_native_bf16, cuda_has_native_bf16
+from util.machine import cpu_has_native_bf16, cuda_has_native_bf16
 info = {"python": ".".join(map(str, sys.version_info[:3])), "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

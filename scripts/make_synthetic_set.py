@@ -32,10 +32,10 @@ import torch
 from PIL import Image
 
 from data import synthesis
-from data.base_dataset import to_tensor
 from data.image_folder import is_image_file, load_rgb
 from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_real
 from util.errors import UserError, exit_on_user_error
+from util.images import to_tensor
 
 
 def list_photos(folder: str) -> list[str]:

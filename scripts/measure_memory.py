@@ -24,8 +24,9 @@ import json, sys
 import numpy as np, torch
 torch.set_num_threads({threads})
 from util.machine import reset_rss_peak, status_mb, trim_heap
-from models.api import ReflectionRemover, build_model
-model = build_model({ngf}, torch.device("cpu"), channels_last={channels_last})
+from models import IBCLNConfig, IBCLNModel
+from models.api import ReflectionRemover
+model = IBCLNModel(IBCLNConfig(ngf={ngf}, channels_last={channels_last}))
 model.eval()
 api = ReflectionRemover(model, {ngf})
 api.remove_reflection(np.zeros((64, 64, 3), np.uint8), tile=0)

@@ -10,11 +10,12 @@ import torch
 from conftest import skimage_photo
 from PIL import Image
 
-from models import load_ibcln, memory, tiling
+from models import load_ibcln, memory
 from models.api import ReflectionRemover
 from models.ibcln_model import run_cascade
+from util import machine
 from util.errors import UserError
-from util.images import tensor2im
+from util.images import pad_to_multiple, tensor2im
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def photo() -> np.ndarray:
 def reference(model: ReflectionRemover, image: np.ndarray, steps: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """T_k and R_k straight from run_cascade on the reflect-padded image, cropped and rounded."""
     x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255)[None]
-    padded = tiling.pad_to_multiple(x)
+    padded = pad_to_multiple(x, 4)
     nets = model.model.nets()
     with torch.inference_mode():
         fake_Ts, fake_Rs, _, _ = run_cascade(nets["G_T"], nets["G_R"], padded)
@@ -104,12 +105,12 @@ def test_explicit_tiles_run_the_tiled_cascade(model):
 
 def test_auto_tiles_only_when_the_whole_image_would_not_fit(model, monkeypatch):
     image = skimage_photo("coffee", (300, 320))
-    monkeypatch.setattr(memory, "available_bytes", lambda device: (64 * 2**30, "RAM"))
+    monkeypatch.setattr(machine, "available_bytes", lambda device: (64 * 2**30, "RAM"))
     model.remove_reflection(image, steps=1)
     assert model.last_plan.tile == 0 and "whole image" in model.last_plan.describe(300, 320)
     # Too little memory for the whole image at the authors' width: the planner picks the smallest tile.
     needed = memory.whole_image_bytes(300 * 320, ngf=8)
-    monkeypatch.setattr(memory, "available_bytes", lambda device: (needed, "RAM"))
+    monkeypatch.setattr(machine, "available_bytes", lambda device: (needed, "RAM"))
     t, _ = model.remove_reflection(image, steps=1)
     plan = model.last_plan
     assert plan.tile == memory.MIN_TILE and plan.overlap == 128 and t.shape == image.shape
@@ -128,7 +129,7 @@ def test_out_of_gpu_memory_retries_with_smaller_tiles(model, monkeypatch):
         return real_infer(padded, steps, last_R, tile, overlap)
 
     monkeypatch.setattr(model.model, "infer", infer)
-    monkeypatch.setattr(memory, "available_bytes", lambda device: (64 * 2**30, "RAM"))
+    monkeypatch.setattr(machine, "available_bytes", lambda device: (64 * 2**30, "RAM"))
     t, _ = model.remove_reflection(image, steps=1, reflection=False)
     assert tiles_tried == [0, 300, 256]  # halved, then the smallest tile
     assert t.shape == image.shape and model.last_plan.tile == 256
@@ -177,3 +178,30 @@ def test_bad_arguments_are_one_line_errors(model, photo, seeded_weights):
         load_ibcln(str(seeded_weights), device="tpu")
     with pytest.raises(UserError, match="tile_overlap=6"):
         load_ibcln(str(seeded_weights), device="cpu", tile_overlap=6)
+
+
+def test_loading_leaves_the_callers_global_torch_settings_as_they_were(seeded_weights, repo_root, kernel_flags):
+    # A user's own choices: deterministic algorithms, and cuDNN benchmark mode on.
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    load_ibcln(str(seeded_weights), device="cpu")
+    torch.hub.load(str(repo_root), "ibcln", source="local", weights=str(seeded_weights), device="cpu")
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+
+
+def test_bf16_support_is_asked_of_the_gpu_it_was_given(seeded_weights, monkeypatch):
+    asked = []
+    capabilities = {0: (8, 0), 1: (7, 5)}  # GPU 0 computes bf16 natively (an A100), GPU 1 does not (a T4)
+
+    def get_device_capability(device=None):
+        index = torch.cuda.current_device() if device is None else torch.device(device).index
+        asked.append(index)
+        return capabilities[index]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+    with pytest.raises(UserError, match=r"^--amp bf16: cuda:1 has no native bfloat16"):
+        load_ibcln(str(seeded_weights), device="cuda:1", amp="bf16")  # refused before any GPU is touched
+    assert asked == [1]

@@ -158,7 +158,7 @@ RESUME_SCRIPT = """
 import sys
 import torch
 from data import create_dataset
-from models import create_model
+from options.model_config import create_model
 from options.train_options import TrainOptions
 from util import distributed
 from models import checkpoint
@@ -166,7 +166,8 @@ from models import checkpoint
 opt = TrainOptions().parse(sys.argv[1:], save=False)
 distributed.setup(opt)
 model = create_model(opt)
-model.setup(opt)
+checkpoint.load_for_run(model, opt)
+model.setup(opt.verbose)
 checkpoint.resume(model, opt)
 sample = create_dataset(opt).dataset[0]
 draws = torch.rand(3).tolist() + [float(sample["I"].sum())]
@@ -178,12 +179,13 @@ distributed.cleanup()
 
 
 def test_ranks_draw_different_samples_after_a_torchrun_resume(tmp_path):
-    from models import checkpoint, create_model
+    from models import checkpoint
+    from options.model_config import create_model
 
     root = build_tiny_dataset(tmp_path / "d", n_test=0)
     args = ["--dataroot", str(root), "--name", "ddp", "--checkpoints_dir", str(tmp_path / "c"), *TRAIN_FLAGS]
     model = create_model(parse_options("train", args))
-    model.setup(model.opt)
+    model.setup()
     checkpoint.save(model, "latest", 1, 2)
     script = tmp_path / "resume.py"
     script.write_text(RESUME_SCRIPT)
@@ -345,8 +347,7 @@ def test_losses_in_the_log_are_averaged_since_the_last_line():
 def test_interrupted_test_run_keeps_the_rows_of_the_images_done(tmp_path, make_options):
     import csv
 
-    from evaluation.testing import test_model
-    from models import create_model
+    from evaluation.testing import load_test_model, test_model
 
     root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=3)
     ckpt = tmp_path / "checkpoints" / "exp"
@@ -364,9 +365,7 @@ def test_interrupted_test_run_keeps_the_rows_of_the_images_done(tmp_path, make_o
                 raise KeyboardInterrupt
             return super().__getitem__(index)
 
-    model = create_model(opt)
-    model.setup(opt)
-    model.eval()
+    model = load_test_model(opt)
     web = tmp_path / "web"
     with pytest.raises(SystemExit) as stop:
         test_model(opt, model, Interrupted(opt), str(web), progress=False)

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from data.base_dataset import to_tensor
 from data.image_folder import load_rgb
 from models.ibcln_model import run_cascade
 from models.networks import ConvLSTMGenerator
+from util.images import to_tensor
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_INPUT = DATA / "reference_data" / "testB" / "a.png"

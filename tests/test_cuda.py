@@ -34,11 +34,13 @@ from test_speed_options import (
     assert_near,
 )
 
-from data.base_dataset import to_tensor
 from data.image_folder import load_rgb
-from models import checkpoint, create_model
-from models.ibcln_model import cuda_has_native_bf16, run_cascade
+from models import checkpoint
+from models.ibcln_model import run_cascade
 from models.networks import ConvLSTMGenerator
+from options.model_config import create_model
+from util.images import to_tensor
+from util.machine import cuda_has_native_bf16
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_INPUT = DATA / "reference_data" / "testB" / "a.png"
@@ -223,7 +225,8 @@ def _cpu_test_model(make_options, checkpoints: Path, name: str, *flags: str):
     opt = make_options("test", "--dataroot", str(checkpoints), "--name", name, "--epoch", "ck",
                        "--checkpoints_dir", str(checkpoints), *flags)
     model = create_model(opt)
-    model.setup(opt)
+    checkpoint.load_for_run(model, opt)
+    model.setup(opt.verbose)
     model.eval()
     return model
 

@@ -7,7 +7,6 @@ backend runs, so the "eager" backend counts them as inductor would) and the glob
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import warnings
@@ -15,38 +14,39 @@ import warnings
 import pytest
 import torch
 
-from models import create_model, ibcln_model
-from models.base_model import select_kernels
 from models.ibcln_model import RECOMPILE_LIMIT, resolve_amp
 from models.networks import ConvLSTMGenerator
+from options import base_options
+from options.base_options import select_kernels
+from options.model_config import create_model
+from util import machine
 from util.errors import UserError
 
 CUDA = torch.device("cuda", 0)
 
 
-def _gpu_like(native: bool):
-    """Return a stand-in for torch.cuda.is_bf16_supported on a GPU with (Ampere+) or without (T4, V100) native bf16."""
-    def is_bf16_supported(including_emulation: bool = True) -> bool:
-        return native or including_emulation  # torch counts emulated bf16 unless told not to
-
-    return is_bf16_supported
+def _gpu_like(monkeypatch, native: bool) -> None:
+    """Make torch see a GPU with (Ampere+, capability 8.0) or without (T4 7.5, V100 7.0) native bf16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0) if native else (7, 5))
 
 
 def test_amp_picks_fp16_with_loss_scaling_on_gpus_that_only_emulate_bf16(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", _gpu_like(native=False))
-    assert torch.cuda.is_bf16_supported() and not ibcln_model.cuda_has_native_bf16()
+    _gpu_like(monkeypatch, native=False)
+    assert not machine.cuda_has_native_bf16(CUDA)
     assert resolve_amp("auto", CUDA) == torch.float16
     assert resolve_amp("fp16", CUDA) == torch.float16
     with pytest.raises(UserError, match=r"--amp bf16: .*no native bfloat16.*use --amp fp16"):
         resolve_amp("bf16", CUDA)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", _gpu_like(native=True))
+    _gpu_like(monkeypatch, native=True)
     assert resolve_amp("auto", CUDA) == resolve_amp("bf16", CUDA) == torch.bfloat16
     assert resolve_amp("none", CUDA) is None
 
 
 def test_no_dtype_choice_counts_emulated_bf16(repo_root):
     # torch's is_bf16_supported() without arguments says yes on GPUs that only emulate bf16.
-    for path in ("models/ibcln_model.py", "scripts/benchmark.py", "scripts/gpu_check.py", "tests/test_cuda.py"):
+    for path in ("util/machine.py", "models/ibcln_model.py", "scripts/benchmark.py", "scripts/gpu_check.py",
+                 "tests/test_cuda.py"):
         assert "is_bf16_supported()" not in (repo_root / path).read_text(), path
 
 
@@ -108,15 +108,18 @@ def test_compiled_training_with_validation_stays_compiled(make_options, tmp_path
     assert 8 < variants <= RECOMPILE_LIMIT
 
 
-def _kernel_options(**values) -> argparse.Namespace:
-    return argparse.Namespace(**{"gpu_ids": [0], "is_train": True, "tile": 0, "deterministic": False, **values})
-
-
-def test_cudnn_benchmark_is_for_fixed_sizes_only(kernel_flags):
-    for values, expected in (({}, True), ({"is_train": False}, False), ({"is_train": False, "tile": 512}, True),
-                             ({"gpu_ids": []}, False), ({"deterministic": True}, False)):
+def test_cudnn_benchmark_is_for_fixed_sizes_only(make_options, tmp_path, kernel_flags, monkeypatch):
+    chosen = []
+    monkeypatch.setattr(base_options, "select_kernels", lambda *args: chosen.append(args))
+    for phase, flags in (("train", ()), ("test", ()), ("test", ("--tile", "512")), ("train", ("--deterministic",))):
+        make_options(phase, "--dataroot", str(tmp_path), "--name", "k", *flags)
+    # (deterministic, cuda, fixed sizes): training crops and test tiles have fixed sizes, test images do not.
+    assert chosen == [(False, False, True), (False, False, False), (False, False, True), (True, False, True)]
+    monkeypatch.undo()
+    for values, expected in (({}, True), ({"fixed_sizes": False}, False), ({"cuda": False}, False),
+                             ({"deterministic": True}, False)):
         torch.backends.cudnn.benchmark = not expected
-        select_kernels(_kernel_options(**values))
+        select_kernels(**{"deterministic": False, "cuda": True, "fixed_sizes": True, **values})
         assert torch.backends.cudnn.benchmark is expected, values
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
 
-from models import create_model
+from options.model_config import create_model
 
 CUDA = torch.device("cuda", 0)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import create_model
 from models.fast_path import channels_last_rule, resolve_channels_last
-from models.ibcln_model import cpu_has_native_bf16
+from options.model_config import create_model
 from util.errors import UserError
+from util.machine import cpu_has_native_bf16
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 

@@ -28,8 +28,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, build_tiny_dataset
 
-from models import create_model
 from models.base_model import NonFiniteLossError
+from options.model_config import create_model
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import gpu_check  # noqa: E402

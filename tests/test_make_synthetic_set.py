@@ -15,8 +15,8 @@ from conftest import REPO_ROOT, skimage_photo, write_png
 from PIL import Image
 
 from data import synthesis
-from data.base_dataset import to_tensor
 from data.image_folder import load_rgb
+from util.images import to_tensor
 
 SCRIPT = REPO_ROOT / "scripts" / "make_synthetic_set.py"
 

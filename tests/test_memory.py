@@ -1,4 +1,4 @@
-"""models/memory.py: the peak-memory estimate, the memory available (cgroup limits too), and --tile auto's plan."""
+"""models/memory.py: the peak-memory estimate and --tile auto's plan; util/machine.py: the memory available."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models import memory
+from util import machine
 
 CPU = torch.device("cpu")
 
@@ -22,7 +23,7 @@ def test_estimate_is_linear_in_pixels_and_scales_with_the_width():
 
 
 def plan_with(monkeypatch, available: int | None, *size: int, ngf: int = 64) -> memory.TilePlan:
-    monkeypatch.setattr(memory, "available_bytes", lambda device: (available, "RAM"))
+    monkeypatch.setattr(machine, "available_bytes", lambda device: (available, "RAM"))
     return memory.plan_tiles(*size, CPU, ngf, 128)
 
 
@@ -58,11 +59,11 @@ def write(path: Path, text: str) -> None:
 
 def fake_cgroups(monkeypatch, tmp_path: Path, proc: str) -> Path:
     root = tmp_path / "cgroup"
-    monkeypatch.setattr(memory, "CGROUP_MOUNTS", (
+    monkeypatch.setattr(machine, "CGROUP_MOUNTS", (
         (str(root), "", "memory.max", "memory.current"),
         (str(root / "memory"), "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")))
     write(tmp_path / "proc_cgroup", proc)
-    monkeypatch.setattr(memory, "PROC_SELF_CGROUP", str(tmp_path / "proc_cgroup"))
+    monkeypatch.setattr(machine, "PROC_SELF_CGROUP", str(tmp_path / "proc_cgroup"))
     return root
 
 
@@ -74,7 +75,7 @@ def test_cgroup_v1_limit_on_an_ancestor(monkeypatch, tmp_path):
     write(root / "memory" / "jobs" / "memory.usage_in_bytes", str(3 * 2**30))
     write(root / "memory" / "jobs" / "42" / "memory.limit_in_bytes", str(2**63 - 4096))
     write(root / "memory" / "jobs" / "42" / "memory.usage_in_bytes", str(2**30))
-    assert memory.cgroup_headroom() == 5 * 2**30
+    assert machine.cgroup_headroom() == 5 * 2**30
 
 
 def test_cgroup_v2_takes_the_tightest_level_and_ignores_max(monkeypatch, tmp_path):
@@ -83,13 +84,13 @@ def test_cgroup_v2_takes_the_tightest_level_and_ignores_max(monkeypatch, tmp_pat
     write(root / "user" / "session" / "memory.current", str(2**30))
     write(root / "user" / "memory.max", str(6 * 2**30))
     write(root / "user" / "memory.current", str(2 * 2**30))
-    assert memory.cgroup_headroom() == 4 * 2**30
+    assert machine.cgroup_headroom() == 4 * 2**30
     write(root / "user" / "memory.max", "max")
-    assert memory.cgroup_headroom() is None
+    assert machine.cgroup_headroom() is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/meminfo (Linux)")
 def test_available_ram_is_known_and_positive_here():
-    available = memory.cpu_available_bytes()
-    assert available is not None and 0 < available <= memory._read_meminfo()["MemTotal"]
-    assert memory.available_bytes(CPU)[1] == "RAM"
+    available = machine.cpu_available_bytes()
+    assert available is not None and 0 < available <= machine._read_meminfo()["MemTotal"]
+    assert machine.available_bytes(CPU)[1] == "RAM"

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from data import create_dataset
-from models import checkpoint, create_model, networks
-from models.ibcln_model import IBCLNModel
+from models import IBCLNConfig, IBCLNModel, checkpoint, networks
 from models.networks import ConvLSTMGenerator, NLayerDiscriminator, VGGFeatures
+from options.model_config import create_model
 from util.errors import UserError
 
 DATA = Path(__file__).parent / "data"
@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="--vgg_weights random")
         model = create_model(opt)
-    model.setup(opt)
+    model.setup()
     loader = create_dataset(opt)
     before = {name: _snapshot(net) for name, net in model.nets().items()}
     events: list[dict] = []
@@ -129,19 +129,19 @@ def test_backward_g_leaves_discriminator_without_gradients(trained):
         d_out = model.netD(model.fake_Ts[-1])
     assert model.loss_G.item() == pytest.approx(0.01 * ((d_out - 1) ** 2).mean().item(), rel=1e-5)
     model.set_requires_grad(model.netD, True)
-    model.backward_D()
+    model.compute_loss_D()
+    model.loss_D.backward()
     assert all(p.grad is not None for p in model.netD.parameters())
 
 
 # ----- checkpoints ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def test_model_factory(make_options, tmp_path):
+def test_model_factory(tmp_path):
     """Return f(seed): a test-phase IBCLN model (G_T, G_R) with checkpoints in tmp_path/checkpoints/ck."""
-    def factory(seed: int, epoch: str = "latest"):
+    def factory(seed: int):
         torch.manual_seed(seed)
-        opt = make_options("test", "--dataroot", str(tmp_path), "--name", "ck", "--epoch", epoch)
-        return create_model(opt)
+        return IBCLNModel(IBCLNConfig(checkpoints_dir=str(tmp_path / "checkpoints"), name="ck"))
 
     return factory
 
@@ -149,17 +149,14 @@ def test_model_factory(make_options, tmp_path):
 @pytest.fixture(scope="module")
 def train_model_pair(tmp_path_factory):
     """Two differently initialised training-phase models (G_T, G_R, D) sharing one checkpoint folder."""
-    from options.train_options import TrainOptions
-
     root = tmp_path_factory.mktemp("ckpt_train")
     models = []
     with pytest.MonkeyPatch.context() as patch:
         # The perceptual-loss network plays no part in checkpoints: a stub saves building a VGG19 twice.
         patch.setattr(networks, "load_vgg_features", lambda _source: VGGFeatures(nn.Sequential(*[nn.Identity()] * 7)))
         for seed in (1, 2):
-            opt = TrainOptions().parse(["--dataroot", str(root), "--name", "pair", "--gpu_ids", "-1",
-                                        "--checkpoints_dir", str(root), "--seed", str(seed)], save=False)
-            models.append(create_model(opt))
+            torch.manual_seed(seed)
+            models.append(IBCLNModel(IBCLNConfig(is_train=True, checkpoints_dir=str(root), name="pair")))
     return models
 
 
@@ -199,7 +196,7 @@ def test_saved_files_are_plain_state_dicts(train_model_pair):
 
 def test_module_prefixed_state_dict_loads(test_model_factory):
     source = test_model_factory(seed=3)
-    target = test_model_factory(seed=4, epoch="dp")
+    target = test_model_factory(seed=4)
     Path(target.save_dir).mkdir(parents=True, exist_ok=True)
     for name, net in source.nets().items():
         torch.save({"module." + k: v for k, v in net.state_dict().items()},

@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import REPO_ROOT, skimage_photo
 
-from models import load_ibcln, tiling
+from models import load_ibcln
 from util.errors import UserError
+from util.images import pad_to_multiple
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements-dev.txt)")
 
@@ -53,7 +54,7 @@ def test_graph_has_one_input_two_outputs_and_dynamic_sizes(session):
 @pytest.mark.parametrize("size", [(64, 96), (256, 256), (299, 450)])
 def test_onnxruntime_matches_pytorch(session, seeded_weights, size):
     photo = skimage_photo("astronaut", size)
-    image = tiling.pad_to_multiple(torch.from_numpy(photo.copy()).permute(2, 0, 1).float().div(255)[None])
+    image = pad_to_multiple(torch.from_numpy(photo.copy()).permute(2, 0, 1).float().div(255)[None], 4)
     assert image.shape[-2] % 4 == 0 and image.shape[-1] % 4 == 0
     model = load_ibcln(str(seeded_weights), device="cpu", channels_last=False)
     with torch.inference_mode():

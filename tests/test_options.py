@@ -8,9 +8,9 @@ import pytest
 
 from models import find_model_using_name
 from models.ibcln_model import IBCLNModel
-from options.base_options import parse_gpu_ids
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from util.devices import parse_gpu_ids
 from util.errors import UserError
 
 # docs/method.md §7, verbatim.

@@ -11,8 +11,8 @@ from conftest import skimage_photo, write_png
 from PIL import Image
 
 import remove_reflection
-from models.ibcln_model import cpu_has_native_bf16
 from util.errors import UserError
+from util.machine import cpu_has_native_bf16
 
 
 def run(capsys, *args: object) -> tuple[int, str, str]:

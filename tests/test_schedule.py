@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from conftest import build_tiny_dataset
 
-from models import checkpoint, create_model
+from models import IBCLNConfig, IBCLNModel, checkpoint
 from util.errors import UserError
 
-PATIENCE = 5  # validations without a 1% rise before the plateau policy lowers the lr (models/networks.py)
+PATIENCE = 5  # validations without a 1% rise before the plateau policy lowers the lr (models/schedule.py)
 
 
-def plateau_model(tmp_path, make_options, name: str = "plateau"):
-    """Return a training IBCLNModel with --lr_policy plateau (set up: schedulers made, nothing loaded)."""
-    root = build_tiny_dataset(tmp_path / "d", n_test=2)
-    opt = make_options("train", "--dataroot", root, "--name", name, "--lr_policy", "plateau",
-                       "--val_dataroot", root, "--ngf", "4", "--ndf", "4")
-    model = create_model(opt)
-    model.setup(opt)
+def plateau_model(tmp_path, name: str = "plateau"):
+    """Return a training IBCLNModel with the plateau policy (set up: schedulers made, nothing loaded)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="--vgg_weights random")
+        model = IBCLNModel(IBCLNConfig(is_train=True, lr_policy="plateau", ngf=4, ndf=4, vgg_weights="random",
+                                       checkpoints_dir=str(tmp_path / "checkpoints"), name=name))
+    model.setup()
     return model
 
 
@@ -32,8 +34,8 @@ def test_plateau_needs_a_validation_set(tmp_path, make_options):
         make_options("train", "--dataroot", root, "--lr_policy", "plateau")
 
 
-def test_plateau_lowers_the_lr_when_the_metric_stalls(tmp_path, make_options):
-    model = plateau_model(tmp_path, make_options)
+def test_plateau_lowers_the_lr_when_the_metric_stalls(tmp_path):
+    model = plateau_model(tmp_path)
     start = lrs(model)
     model.update_learning_rate(20.0)
     for _ in range(PATIENCE):
@@ -44,8 +46,8 @@ def test_plateau_lowers_the_lr_when_the_metric_stalls(tmp_path, make_options):
     assert lrs(model) == pytest.approx([0.2 * lr for lr in start])
 
 
-def test_plateau_keeps_the_lr_while_the_metric_rises(tmp_path, make_options):
-    model = plateau_model(tmp_path, make_options)
+def test_plateau_keeps_the_lr_while_the_metric_rises(tmp_path):
+    model = plateau_model(tmp_path)
     start = lrs(model)
     for k in range(3 * PATIENCE):
         model.update_learning_rate(20.0 + 0.5 * k)
@@ -53,16 +55,16 @@ def test_plateau_keeps_the_lr_while_the_metric_rises(tmp_path, make_options):
     assert lrs(model) == start
 
 
-def test_plateau_state_resumes_exactly(tmp_path, make_options):
+def test_plateau_state_resumes_exactly(tmp_path):
     metrics = [20.0, 21.0, 20.5, 20.9, 20.8, 20.7]
-    uninterrupted = plateau_model(tmp_path, make_options, "whole")
+    uninterrupted = plateau_model(tmp_path, "whole")
     for value in metrics + [20.6, 20.5]:
         uninterrupted.update_learning_rate(value)
-    first = plateau_model(tmp_path, make_options, "first")
+    first = plateau_model(tmp_path, "first")
     for value in metrics:
         first.update_learning_rate(value)
     checkpoint.save(first, "latest", len(metrics), 0)
-    resumed = plateau_model(tmp_path, make_options, "first")
+    resumed = plateau_model(tmp_path, "first")
     checkpoint.load_training_state(resumed, "latest")
     assert lrs(resumed) == lrs(first)
     for value in [20.6, 20.5]:  # 6 validations after the best (21.0): the drop comes at the last one

@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import checkpoint, create_model, ibcln_model, tiling
+from models import checkpoint, tiling
 from models.ibcln_model import resolve_amp, run_cascade
 from models.networks import ConvLSTMGenerator
+from options.model_config import create_model
+from util import machine
 from util.errors import UserError
 
 DATA = Path(__file__).parent / "data"
@@ -308,11 +310,11 @@ def test_amp_on_the_cpu_is_bf16_on_capable_cpus_and_a_clear_error_elsewhere(make
 
     with pytest.raises(UserError, match=r"--amp fp16: .*on the CPU use --amp bf16"):
         model("--amp", "fp16")
-    monkeypatch.setattr(ibcln_model, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: False)
     for args in (["--amp"], ["--amp", "bf16"]):
         with pytest.raises(UserError, match=r"--amp .*no bfloat16 instructions .*drop --amp"):
             model(*args)
-    monkeypatch.setattr(ibcln_model, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)
     assert model("--amp").amp_dtype == torch.bfloat16 and model("--amp", "bf16").amp_dtype == torch.bfloat16
     assert model().amp_dtype is None and resolve_amp("none", torch.device("cpu")) is None
 
@@ -329,7 +331,7 @@ FP16_TEST_MAX, FP16_TEST_MEAN = 0.015, 0.001
 
 def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_path, states, monkeypatch):
     # Where the CPU lacks bf16 instructions torch emulates them: slower, but the same numbers.
-    monkeypatch.setattr(ibcln_model, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     outputs = []
     for args in ([], ["--amp", "bf16"]):
@@ -347,7 +349,7 @@ def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_pat
 
 
 def test_bf16_training_step_is_within_its_tolerance_of_fp32(make_options, tmp_path, states, monkeypatch):
-    monkeypatch.setattr(ibcln_model, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)
     results = []
     for args in ([], ["--amp", "bf16"]):
         model = _train_model(make_options, tmp_path, *args)

@@ -25,8 +25,9 @@ from tqdm import tqdm
 from data import create_dataset
 from evaluation.reports import score_cells
 from evaluation.validation import Validator, open_validation_set
-from models import checkpoint, create_model
+from models import checkpoint
 from models.base_model import NonFiniteLossError
+from options.model_config import create_model
 from pages.display import Visualizer, page_grid
 from training.trackers import Trackers, open_trackers, require_packages
 from util import distributed, seeding, signals
@@ -135,12 +136,14 @@ def train(opt: argparse.Namespace) -> int:
     samples_per_epoch = sampler.samples_per_epoch  # this process's share under torchrun
     val_set = open_validation_set(opt)
     model = create_model(opt)
-    model.setup(opt)
+    checkpoint.load_for_run(model, opt)
+    model.setup(opt.verbose)
     progress = checkpoint.Progress(opt.epoch_count - 1)
     if opt.continue_train:
         progress = checkpoint.resume(model, opt)  # sets opt.epoch_count
         if opt.seed is None:  # a checkpoint that records no seed
             agree_on_seed(opt, device, seed_all=False)
+            model.seed = opt.seed  # saved in the training states from now on
     sampler.seed = opt.seed
     validator = Validator(opt, val_set, model) if val_set is not None else None
     if validator and opt.continue_train:

@@ -147,11 +147,9 @@ def gather_to_main(obj: Any) -> list[Any] | None:
     return gathered
 
 
-def wrap(net: nn.Module, opt: argparse.Namespace, find_unused_parameters: bool = False) -> nn.Module:
-    """Return net wrapped in DistributedDataParallel when training with torchrun, else net unchanged."""
-    if not getattr(opt, "distributed", False):
-        return net
-    device_ids = opt.gpu_ids or None
+def wrap(net: nn.Module, gpu_ids: list[int], find_unused_parameters: bool = False) -> nn.Module:
+    """Return net wrapped in DistributedDataParallel on this process's GPU (gpu_ids, [] on the CPU), for torchrun."""
+    device_ids = gpu_ids or None
     return nn.parallel.DistributedDataParallel(net, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
 

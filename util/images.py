@@ -1,4 +1,5 @@
-"""Images: tensors to uint8 arrays, a model's visuals as labelled images, image files written atomically."""
+"""Images: uint8 images to tensors and back, reflect-padding to a multiple, a model's visuals as labelled images,
+image files written atomically."""
 
 from __future__ import annotations
 
@@ -11,6 +12,25 @@ from PIL import Image
 from torch import Tensor
 
 from util.files import atomic_write
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> Tensor:
+    """Return an 8-bit RGB image (PIL image or HxWx3 uint8 array) as a float tensor (3, H, W) in [0, 1]."""
+    array = np.array(image, dtype=np.uint8, copy=True)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+
+
+def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
+    """Return image (C,H,W) or (N,C,H,W) reflect-padded at the bottom and right to H, W divisible by multiple.
+
+    The padding of test.py --keep_size and of the Python API; H and W must be at least `multiple`, which
+    reflect padding needs.
+    """
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image
+    return torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
 
 
 def tensor2im(image: Tensor | np.ndarray) -> np.ndarray:
