@@ -263,6 +263,23 @@ def saved_seed(opt: argparse.Namespace) -> int | None:
     return None if seed is None else int(seed)
 
 
+def auto_resume(opt: argparse.Namespace) -> bool:
+    """Return True when --continue_train auto resumes: checkpoints/<name> holds 'latest' with its training state.
+
+    False for a first start (no checkpoint there); a folder with checkpoints but no such state is a UserError
+    unless --overwrite, as a new run over an existing one is.
+    """
+    folder = os.path.join(opt.checkpoints_dir, opt.name)
+    state = training_state_path(folder, "latest")
+    if os.path.isfile(state):
+        return True
+    present = available(folder)
+    if present and not opt.overwrite:
+        raise UserError(f"--continue_train auto: {folder} holds checkpoints ({', '.join(present)}) but no {state} to "
+                        "resume from: pass --overwrite to start afresh there, or choose another --name")
+    return False
+
+
 def resume(model, opt: argparse.Namespace) -> Progress:
     """Restore the training state saved with the loaded networks; return where the run stands.
 

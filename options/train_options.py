@@ -6,9 +6,18 @@ import argparse
 import os
 
 from models import checkpoint
+from util import distributed, run_lock
 from util.errors import UserError
 
 from .base_options import BaseOptions
+
+
+def auto_only(text: str) -> str:
+    """Return the value of --continue_train when given one: auto (an argparse type)."""
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"'{text}': --continue_train takes no value or 'auto'; the checkpoint to "
+                                         "resume is --epoch")
+    return text
 
 
 class TrainOptions(BaseOptions):
@@ -39,8 +48,11 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="save 'latest' every N samples")
         parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs; 0 = never")
         parser.add_argument("--save_by_iter", action="store_true", help="also keep a checkpoint per save (iter_<n>)")
-        parser.add_argument("--continue_train", action="store_true",
-                            help="resume from --epoch (networks, optimisers, schedulers, counters, RNG states)")
+        parser.add_argument("--continue_train", nargs="?", const=True, default=False, type=auto_only, metavar="auto",
+                            help="resume from --epoch (networks, optimisers, schedulers, counters, RNG states); "
+                                 "'--continue_train auto' resumes from 'latest' when it has a training state and "
+                                 "starts a new run when the folder holds no checkpoint (jobs that restart "
+                                 "themselves, docs/cluster.md)")
         parser.add_argument("--overwrite", action="store_true",
                             help="start afresh in checkpoints/<name> even if it holds checkpoints (they are replaced)")
         parser.add_argument("--pretrained_dir", type=str, default="",
@@ -87,10 +99,16 @@ class TrainOptions(BaseOptions):
         if opt.lr_policy == "plateau" and not opt.val_dataroot:
             raise UserError("--lr_policy plateau lowers the learning rate when the validation PSNR stops rising: it "
                             "needs --val_dataroot")
-        if opt.pretrained_dir and opt.continue_train:
+        if opt.pretrained_dir and opt.continue_train is True:
             raise UserError("--pretrained_dir starts a new run from given generators; --continue_train resumes "
                             "this run: use one of them")
+        if opt.continue_train == "auto" and (opt.epoch != "latest" or opt.load_iter > 0):
+            raise UserError("--continue_train auto always resumes from 'latest': drop --epoch and --load_iter")
         run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        # Refused before train_opt.txt is written (by rank 0, which says it once); the run itself takes the lock.
+        holder = run_lock.blocking_holder(run_dir) if save and distributed.is_main_process() else None
+        if holder is not None:
+            raise UserError(run_lock.refusal(run_dir, holder))
         existing = checkpoint.network_files(run_dir)
         if save and existing and not opt.continue_train and not opt.overwrite:
             raise UserError(f"{run_dir} already holds checkpoints (e.g. {os.path.basename(existing[0])}): resume "

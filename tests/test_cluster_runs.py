@@ -130,6 +130,7 @@ def test_sigterm_saves_latest_and_exits_143(tmp_path):
     for net in ("G_T", "G_R", "D"):
         assert torch.load(ckpt / f"latest_net_{net}.pth", weights_only=True)
     assert not list(ckpt.glob(".tmp_*"))
+    assert not (ckpt / "train.lock").exists()  # released on the way out
 
 
 def test_sigterm_to_the_whole_process_group_reaches_workers_too_and_still_saves_latest(tmp_path):

@@ -7,17 +7,21 @@ random draws are a pure function of the seed, the epoch and the position (data/s
 saved at the end of every epoch, every --save_latest_freq samples and on Ctrl-C or SIGTERM (at the next
 step boundary, util/signals.py); '<epoch>' every --save_epoch_freq epochs (0 = never); 'final' when
 training ends. On a terminal a progress bar shows every step; in a log file (stdout not a terminal: nohup,
-SLURM) only the --print_freq lines are written, with losses averaged since the last line and an ETA.
+SLURM) only the --print_freq lines are written, with losses averaged since the last line and an ETA. The run
+holds checkpoints/<name>/train.lock while it trains (util/run_lock.py): one writer per folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import os
 import signal
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import torch
 from tqdm import tqdm
@@ -30,7 +34,7 @@ from models.base_model import NonFiniteLossError
 from options.model_config import create_model
 from pages.display import Visualizer, page_grid
 from training.trackers import Trackers, open_trackers, require_packages
-from util import distributed, seeding, signals
+from util import distributed, run_lock, seeding, signals
 from util.errors import UserError
 
 
@@ -88,13 +92,47 @@ def main(opt: argparse.Namespace) -> None:
     """Train as the options say (in each process, when started by torchrun); a stop exits with 143 or 130."""
     distributed.setup(opt)
     try:
-        with signals.stop_at_safe_points():
-            code = train(opt)
-        distributed.barrier()  # every rank done before any tears gloo/nccl down (one leaving early can abort another)
+        with hold_checkpoint_folder(opt):
+            with signals.stop_at_safe_points():
+                code = train(opt)
+            distributed.barrier()  # all ranks done before gloo/nccl is torn down (one leaving early can abort another)
     finally:
         distributed.cleanup()
     if code:
         raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def hold_checkpoint_folder(opt: argparse.Namespace) -> Iterator[None]:
+    """Within: this run is the one writer of checkpoints/<name> (rank 0 holds its lock, util/run_lock.py), and
+    --continue_train auto has become True (a training state to resume) or False (a first start).
+
+    The lock goes on every exit, a stop or an error included; every rank stops when rank 0 may not write.
+    """
+    device = torch.device("cuda", opt.gpu_ids[0]) if opt.gpu_ids else torch.device("cpu")
+    folder = os.path.join(opt.checkpoints_dir, opt.name)
+    lock = run_lock.RunLock(folder)
+    error, resume = None, False
+    try:
+        if distributed.is_main_process():
+            try:
+                lock.acquire()
+                # Decided under the lock: a requeued job's earlier run may have been saving until now.
+                resume = opt.continue_train == "auto" and checkpoint.auto_resume(opt)
+            except UserError as err:
+                error = err
+        if distributed.broadcast_int(int(error is not None), device):
+            if error is not None:
+                raise error
+            raise SystemExit(2)  # rank 0 says why
+        if opt.continue_train == "auto":
+            opt.continue_train = bool(distributed.broadcast_int(int(resume), device))
+            if distributed.is_main_process():
+                print("--continue_train auto: " + ("resuming from 'latest'" if opt.continue_train
+                                                   else f"no training state in {folder}: a new run"))
+        yield
+    finally:
+        lock.release()
 
 
 def agree_on_seed(opt: argparse.Namespace, device: torch.device, seed_all: bool) -> None:
