@@ -1,13 +1,15 @@
-"""Flags shared by training and testing (the pix2pix-family set, with IBCLN's defaults).
+"""Flags shared by training and testing (the pix2pix-family set, with IBCLN's defaults), and --config.
 
 Models and datasets add their own flags through ``modify_commandline_options``; the parser is
-built in two passes so that ``--model`` and ``--dataset_mode`` can pick which ones apply.
+built in passes so that ``--model`` and ``--dataset_mode`` (on the command line or in the --config
+file, options/config_file.py) can pick which ones apply.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 
 import torch
@@ -18,6 +20,8 @@ from util import distributed
 from util.devices import parse_gpu_ids
 from util.errors import UserError, exit_on_user_error
 from util.seeding import seed_everything
+
+from . import config_file
 
 DEFAULT_NAME = "experiment_name"
 
@@ -31,6 +35,10 @@ class BaseOptions:
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Return the parser with the flags shared by train.py and test.py."""
+        parser.add_argument("--config", type=str, default="", metavar="FILE.yaml",
+                            help="read flags from this YAML file, one 'name: value' per line (e.g. crop_size: 64, "
+                                 "no_flip: true; docs/training.md#config-files); flags on the command line override "
+                                 "it. The defaults listed here are the built-in ones, not the file's")
         # basic parameters
         parser.add_argument("--dataroot", required=self.needs_dataroot, default="",
                             help="folder holding trainA1/trainA2[/natural_T/natural_I] or testB[/testA1]")
@@ -91,21 +99,32 @@ class BaseOptions:
                             help="appended to --name, e.g. {model}_{netG}_size{load_size}")
         return parser
 
-    def gather_options(self, args: list[str] | None = None) -> argparse.Namespace:
-        """Return the parsed options, with the chosen model's and dataset's flags added."""
-        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    def make_parser(self, model: str | None = None, dataset_mode: str | None = None,
+                    add_help: bool = False) -> argparse.ArgumentParser:
+        """Return the parser of this command's flags, with model's and then dataset_mode's own flags when named."""
+        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=add_help)
         parser = self.initialize(parser)
-        opt, _ = parser.parse_known_args(args)
         try:
-            model_setter = models.get_option_setter(opt.model)
-            parser = model_setter(parser, self.is_train)
-            opt, _ = parser.parse_known_args(args)
-            dataset_setter = data.get_option_setter(opt.dataset_mode)
-            parser = dataset_setter(parser, self.is_train)
+            if model is not None:
+                parser = models.get_option_setter(model)(parser, self.is_train)
+            if dataset_mode is not None:
+                parser = data.get_option_setter(dataset_mode)(parser, self.is_train)
         except UserError as err:
             parser.error(str(err))
+        return parser
+
+    def gather_options(self, args: list[str] | None = None) -> argparse.Namespace:
+        """Return the parsed options (--config's file under the command line), with the chosen model's and
+        dataset's flags added; --help lists every flag of that model and dataset."""
+        args = sys.argv[1:] if args is None else list(args)
+        path = config_file.parse(self.make_parser(), args, {}, "", complete=False).config
+        values = config_file.read(path) if path else {}
+        model = config_file.parse(self.make_parser(), args, values, path, complete=False).model
+        dataset_mode = config_file.parse(self.make_parser(model), args, values, path, complete=False).dataset_mode
+        parser = self.make_parser(model, dataset_mode, add_help=True)
         self.parser = parser
-        return parser.parse_args(args)
+        return config_file.parse(parser, args, values, path, complete=True,
+                                 selected=f"with --model {model} --dataset_mode {dataset_mode}")
 
     def format_options(self, opt: argparse.Namespace) -> str:
         """Return the options as a table, marking values that differ from the default."""

@@ -9,7 +9,17 @@ from models import checkpoint
 from util import distributed, run_lock
 from util.errors import UserError
 
+from . import config_file
 from .base_options import BaseOptions
+
+# The config a training run saves, beside train_opt.txt; `train.py --config` with it repeats the run.
+CONFIG_NAME = "config.yaml"
+# Flags a saved config leaves out: they say how one start treats the checkpoint folder, not what the run is
+# (repeating them blindly would resume, or replace, the run instead of repeating it).
+NOT_REPEATED = ("continue_train", "overwrite")
+# Flags that say where a start begins (the checkpoint it loads, its first epoch's number): a resume gives them other
+# values than the first start without changing the run.
+START_FLAGS = ("epoch", "load_iter", "epoch_count")
 
 
 def auto_only(text: str) -> str:
@@ -113,3 +123,40 @@ class TrainOptions(BaseOptions):
         if save and existing and not opt.continue_train and not opt.overwrite:
             raise UserError(f"{run_dir} already holds checkpoints (e.g. {os.path.basename(existing[0])}): resume "
                             "it with --continue_train, choose another --name, or pass --overwrite to replace them")
+
+
+def run_config(opt: argparse.Namespace) -> dict:
+    """Return the flags that repeat this training run: every flag of train.py with the run's value (--name with its
+    --suffix, the seed it trains with, --gpu_ids as it uses them), except --config and NOT_REPEATED."""
+    parser = TrainOptions().make_parser(opt.model, opt.dataset_mode)
+    values = {key: getattr(opt, key) for key in config_file.flags(parser) if key not in NOT_REPEATED}
+    values["suffix"] = ""  # already part of name
+    values["gpu_ids"] = ",".join(map(str, opt.gpu_ids)) or "-1"
+    return values
+
+
+def record_config(opt: argparse.Namespace) -> None:
+    """Write checkpoints/<name>/config.yaml for a new run; a resumed run keeps the first start's file and prints the
+    flags where it differs from it (train_opt.txt has this start's). Rank 0 only; return None."""
+    if not distributed.is_main_process():
+        return
+    path = os.path.join(opt.checkpoints_dir, opt.name, CONFIG_NAME)
+    values = run_config(opt)
+    if not opt.continue_train:
+        config_file.write(path, values, f"train.py options of the run '{opt.name}' (docs/training.md#config-files).\n"
+                                        f"Repeat it: python train.py --config {path} --name NEW_NAME")
+        return
+    if not os.path.isfile(path):  # a run started before config files were saved
+        return
+    try:
+        # Read as train.py reads it (types, lists), leniently: the note must not stop a resume.
+        parser = TrainOptions().make_parser(opt.model, opt.dataset_mode)
+        saved = vars(config_file.parse(parser, [], config_file.read(path), path, complete=False))
+    except UserError as err:
+        print(f"note: {err}: not compared with this start's options")
+        return
+    changed = [f"{key} {saved[key]} -> {value}" for key, value in values.items()
+               if key not in START_FLAGS and saved[key] != value]
+    if changed:
+        print(f"note: {path} keeps the options the run was started with; this start differs in "
+              f"{', '.join(changed)} (its options are in train_opt.txt)")

@@ -8,7 +8,8 @@ saved at the end of every epoch, every --save_latest_freq samples and on Ctrl-C 
 step boundary, util/signals.py); '<epoch>' every --save_epoch_freq epochs (0 = never); 'final' when
 training ends. On a terminal a progress bar shows every step; in a log file (stdout not a terminal: nohup,
 SLURM) only the --print_freq lines are written, with losses averaged since the last line and an ETA. The run
-holds checkpoints/<name>/train.lock while it trains (util/run_lock.py): one writer per folder.
+holds checkpoints/<name>/train.lock while it trains (util/run_lock.py): one writer per folder. A new run
+writes checkpoints/<name>/config.yaml once its seed is known (docs/training.md#the-saved-config).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from evaluation.validation import Validator, open_validation_set
 from models import checkpoint
 from models.base_model import NonFiniteLossError
 from options.model_config import create_model
+from options.train_options import record_config
 from pages.display import Visualizer, page_grid
 from training.trackers import Trackers, open_trackers, require_packages
 from util import distributed, run_lock, seeding, signals
@@ -169,6 +171,7 @@ def train(opt: argparse.Namespace) -> int:
         seeding.seed_everything(opt.seed, opt.rank)
     elif opt.seed is None and not opt.continue_train:
         agree_on_seed(opt, device, seed_all=True)  # before the model: its initial weights follow the seed
+    record_config(opt)  # with the seed drawn: the saved config repeats the run
     loader = create_dataset(opt)
     sampler = loader.sampler
     samples_per_epoch = sampler.samples_per_epoch  # this process's share under torchrun
