@@ -138,6 +138,8 @@ class BaseOptions:
             opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids) if self.uses_device(opt) else []
         self.check(opt, save)
+        if opt.gpu_ids:
+            distributed.select_gpu(opt.gpu_ids)  # under torchrun, each rank's first line names its GPU
         text = self.format_options(opt)
         main_process = distributed.is_main_process()  # torchrun: only rank 0 prints and saves
         if main_process:
@@ -150,10 +152,6 @@ class BaseOptions:
                     f.write(text + "\n")
             except OSError as err:
                 raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
-        if opt.gpu_ids:
-            device = distributed.first_device(opt.gpu_ids)
-            if device < torch.cuda.device_count():  # else distributed.setup stops with a one-line error
-                torch.cuda.set_device(device)
         if opt.seed is not None:
             seed_everything(opt.seed, distributed.rank())  # torchrun: each rank its own stream
         self.opt = opt
