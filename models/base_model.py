@@ -47,14 +47,19 @@ class VisualRoles:
 
 
 def select_kernels(opt: argparse.Namespace) -> None:
-    """Set cuDNN's benchmark mode and torch's deterministic mode for this run's options (returns nothing).
+    """Set cuDNN's benchmark mode, TF32 and torch's deterministic mode for this run's options (returns nothing).
 
     Benchmark mode times every convolution algorithm once per input size and keeps the fastest: worth it for
     training's fixed crops and for --tile's equal tiles, not for test images of many sizes, where each new
     size is timed again and the trial workspaces inflate the peak memory. --deterministic turns it off and
-    makes torch use deterministic algorithms (bit-identical GPU runs, somewhat slower).
+    makes torch use deterministic algorithms (bit-identical GPU runs, somewhat slower). --tf32 (auto: on,
+    except with --deterministic, which is strict fp32) lets fp32 convolutions and matrix products round their
+    inputs to TF32 on Ampere and later GPUs (docs/gpu.md); torch's own default differs between the two.
     """
     deterministic = bool(getattr(opt, "deterministic", False))
+    tf32 = getattr(opt, "tf32", "auto")
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
+        tf32 == "on" or (tf32 == "auto" and not deterministic))
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is created.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

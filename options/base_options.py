@@ -47,6 +47,9 @@ class BaseOptions:
         parser.add_argument("--deterministic", action="store_true",
                             help="deterministic algorithms and no cuDNN benchmark mode, so that a GPU run with "
                                  "--seed repeats bit for bit (slower; docs/gpu.md)")
+        parser.add_argument("--tf32", default="auto", choices=["auto", "on", "off"],
+                            help="TF32 for fp32 convolutions and matrix products on GPUs from Ampere on (10-bit "
+                                 "mantissa, faster); auto = on, off with --deterministic (strict fp32; docs/gpu.md)")
         # model parameters
         parser.add_argument("--model", type=str, default="ibcln", help="which model to use (case-insensitive)")
         parser.add_argument("--input_nc", type=int, default=3, help="channels of an input image")

@@ -120,6 +120,17 @@ def test_cudnn_benchmark_is_for_fixed_sizes_only(kernel_flags):
         assert torch.backends.cudnn.benchmark is expected, values
 
 
+@pytest.mark.parametrize(("flags", "tf32"), [((), True), (("--tf32", "off"), False), (("--deterministic",), False),
+                                           (("--deterministic", "--tf32", "on"), True)])
+def test_tf32_is_an_explicit_choice_on_by_default_and_off_with_deterministic(make_options, tmp_path, kernel_flags,
+                                                                            flags, tf32):
+    # Set for convolutions and matrix products alike (torch's own defaults differ: on and off).
+    for phase in ("train", "test"):
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+        select_kernels(make_options(phase, "--dataroot", str(tmp_path), *flags))
+        assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32, phase
+
+
 def test_deterministic_option_switches_torch_to_deterministic_algorithms(make_options, tmp_path, kernel_flags,
                                                                            monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
