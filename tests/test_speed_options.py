@@ -389,6 +389,31 @@ def test_fp16_rounding_stays_within_the_fp16_tolerance(states):
         assert 0 < float(diff.max()) <= FP16_TEST_MAX and float(diff.mean()) <= FP16_TEST_MEAN
 
 
+def test_fp16_inference_that_overflows_is_redone_in_fp32_and_said_once(make_options, tmp_path):
+    # CPU autocast runs fp16 too (slowly; hence ngf 8). Inputs above fp16's largest value, 65504, overflow it in
+    # the first convolution; fp32 has the range. Without the guard the outputs would be NaN.
+    torch.manual_seed(0)
+    model = create_model(make_options("test", "--dataroot", str(tmp_path), "--name", "a", "--ngf", "8"))
+    model.eval()
+    bright = 7e4 * torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    expected = model.infer(bright)  # fp32
+    model.amp_dtype = torch.float16  # what --amp fp16 sets on a GPU
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        whole = model.infer(bright)
+        tiled = model.infer(bright, tile=32, overlap=8)  # 2 x 3 tiles, each redone
+    said = [w for w in caught if "overflowed fp16" in str(w.message)]
+    assert len(said) == 1 and model.fp16_redone == 1 + 6
+    for got, ref in zip(whole[0] + whole[1], expected[0] + expected[1]):
+        assert torch.equal(got, ref)  # the whole image, computed again in fp32
+    assert all(bool(x.isfinite().all()) for x in tiled[0] + tiled[1])
+    ordinary = bright / 7e4
+    reference = model.infer(ordinary)
+    assert model.fp16_redone == 7  # no overflow, no redo: fp16 did run
+    model.amp_dtype = None
+    assert float((model.infer(ordinary)[0][3] - reference[0][3]).abs().max()) > 0
+
+
 # ----- tiled inference -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("length", "tile", "overlap"),
