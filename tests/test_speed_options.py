@@ -11,7 +11,7 @@ bf16 autocast (--amp) does change results: it has its own, stated tolerances (BF
 from __future__ import annotations
 
 import copy
-import importlib.util
+import importlib
 import json
 import re
 import warnings
@@ -515,11 +515,7 @@ def test_test_py_with_tiles_and_channels_last(tmp_path, tiny_dataset, states, sc
 # ----- the benchmark script ------------------------------------------------------------------------------------
 
 def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("ibcln_benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tools.benchmark")
 
 
 def test_benchmark_offers_amp_variants_only_where_the_device_has_amp(monkeypatch):
@@ -555,7 +551,7 @@ def test_benchmark_measures_the_fp32_matmul_peak_at_the_convolutions_precision(m
 
 def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
     out = tmp_path / "bench.json"
-    proc = script_runner("scripts/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
+    proc = script_runner("tools/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
                          "0", "--variants", "plain,fast_fp32,fast", "--json", out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "torch.get_num_threads() = 2" in proc.stdout and re.search(r"\| +variant +\|", proc.stdout)

@@ -1,11 +1,10 @@
-"""The GPU check's offline bundle: gather on a machine with network, install on the GPU machine from the folder alone.
+"""The GPU check's offline bundle: made on a machine with network, installed on the GPU machine from the folder alone.
 
-  bash scripts/gpu_check.sh --prepare DIR [--target-python 3.12] [--platform manylinux2014_x86_64]
-                                          [--vgg_weights PATH] [--benchmarks DIR] [--photos DIR] [--find-links D]
+  bash tools/gpu_check.sh --prepare DIR [--target-python 3.12] [--platform manylinux2014_x86_64]
+                                        [--vgg_weights PATH] [--benchmarks DIR] [--photos DIR] [--find-links D]
 
 DIR receives (a few tens of MB; at most MAX_BUNDLE_MIB):
-  wheels/                the wheels of REQUIREMENTS and their dependencies, resolved by pip for the TARGET
-                         Python and platform (not this machine's): what the GPU machine lacks
+  wheels/                the wheels of REQUIREMENTS and of their dependencies on the TARGET Python and platform
   demo_data/             scripts/make_demo_data.py's dataset (scikit-image's bundled photos): steps 3-5, and the
                          training photos and held-out test set of the quality run (step 7)
   vgg19_features.pth     the layers of torchvision's ImageNet VGG19 that the perceptual loss uses (0.4 MB of the
@@ -14,9 +13,16 @@ DIR receives (a few tens of MB; at most MAX_BUNDLE_MIB):
   photos/                a copy of --photos (optional), the quality run's training photos
   manifest.json          target Python and platform, requirements, every file with its size; written last
 
-Then on the GPU machine `bash scripts/gpu_check.sh --bundle DIR` installs the wheels from DIR/wheels only
-(pip --no-index; if that Python has no pip, the pure-Python wheels are unpacked instead) into the check's
-own folder and takes every input from DIR. --find-links D makes --prepare itself offline (wheels from D).
+The wheels: `pip download --only-binary=:all: --python-version --platform` picks wheels built for the target,
+but pip evaluates the dependencies' environment markers (python_version < "3.11", sys_platform == ...) for the
+Python it runs under, not for the target. So the download is checked against the target: every wheel's
+Requires-Dist is evaluated for the target's Python and platform (target_environment), a dependency the target
+needs and pip skipped is downloaded too, and one only this machine needed is dropped.
+
+On the GPU machine `bash tools/gpu_check.sh --bundle DIR` installs, from DIR/wheels only (pip --no-index; if
+that Python has no pip, the pure-Python wheels are unpacked), the requirements that its Python lacks, into the
+check's work folder: a pytest already there stays in use with its own plugins. --find-links D makes --prepare
+itself offline (wheels from D).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the GPU machine's environment lacks: test.py writes its result page with dominate; step 2 runs pytest.
+# What a GPU machine's environment may lack: test.py writes its result page with dominate; step 2 runs pytest.
 REQUIREMENTS = ("dominate>=2.8", "pytest>=8")
 # What it must already have (a CUDA build of torch cannot be carried in a few tens of MB).
 EXPECTED_INSTALLED = ("torch", "torchvision", "numpy", "PIL", "skimage", "tqdm")
 MAX_BUNDLE_MIB = 60  # the bundle travels with the checkout, whose extra paths may total 64 MiB
 VGG_KEEP = 7  # layers 0..6 of vgg19.features (conv1_1 .. relu2_1), as models/networks.VGGFeatures
 VGG_FILE = "vgg19-dcbb9e9d.pth"
+MAX_ROUNDS = 10  # rounds of downloading what the target still lacks (each adds a level of the dependency tree)
 
 
 class BundleError(RuntimeError):
@@ -51,20 +59,112 @@ def python_tag(version: str) -> str:
     return f"cp{major}{minor}"
 
 
-def download_command(dest: Path, target_python: str, platforms: list[str], find_links: list[str]) -> list[str]:
-    """Return the pip command that downloads REQUIREMENTS' wheels, with dependencies, for the target interpreter."""
+def download_command(dest: Path, target_python: str, platforms: list[str], find_links: list[str],
+                     requirements: tuple[str, ...] | list[str] = REQUIREMENTS, no_deps: bool = False) -> list[str]:
+    """Return the pip command that downloads wheels of requirements built for the target Python and platforms.
+
+    pip picks wheels whose tags fit the target, but takes the dependencies' markers for its own Python:
+    download_for_target corrects that.
+    """
     command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--dest", str(dest),
-               # A target other than this interpreter needs binary-only resolution; pip then evaluates every
-               # dependency's markers for the target (python_version, platform), not for this machine.
                "--only-binary=:all:", "--python-version", target_python, "--implementation", "cp",
                "--abi", python_tag(target_python)]
     for platform in platforms:
         command += ["--platform", platform]
+    if no_deps:
+        command.append("--no-deps")
     if find_links:
         command.append("--no-index")
         for folder in find_links:
             command += ["--find-links", folder]
-    return [*command, *REQUIREMENTS]
+    return [*command, *requirements]
+
+
+def canonical(name: str) -> str:
+    """Return a distribution name in PEP 503 form (lower case, runs of - _ . as one -)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def target_environment(target_python: str, platforms: list[str]) -> dict[str, str]:
+    """Return the environment-marker values of a CPython target on Linux (PEP 508), from its version and platform tag.
+
+    A version X.Y stands for X.Y.0 in python_full_version.
+    """
+    match = re.match(r"(?:linux|manylinux\d+|manylinux_\d+_\d+|musllinux_\d+_\d+)_(.+)$", platforms[0])
+    if match is None:
+        raise BundleError(f"--platform {platforms[0]}: expected a Linux tag such as manylinux2014_x86_64")
+    machine = match.group(1)
+    parts = target_python.split(".")
+    full = ".".join((parts + ["0"])[:3])
+    return {"python_version": ".".join(parts[:2]), "python_full_version": full, "implementation_name": "cpython",
+            "implementation_version": full, "platform_python_implementation": "CPython", "os_name": "posix",
+            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": machine,
+            "platform_release": "", "platform_version": "", "extra": ""}
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """Return the Requires-Dist lines of a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode("utf-8", "replace")
+    header = text.split("\n\n", 1)[0]
+    return [line.split(":", 1)[1].strip() for line in header.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def needed_distributions(wheels: Path, requirements: tuple[str, ...] | list[str],
+                         environment: dict[str, str]) -> tuple[set[str], list[str]]:
+    """Return (the distributions the target needs, the requirements of those without a wheel in the folder).
+
+    Starts from requirements and follows each wheel's Requires-Dist whose marker holds in the target's
+    environment (extras of requirements are not followed: REQUIREMENTS names none).
+    """
+    from packaging.requirements import Requirement
+
+    have = {canonical(w.name.split("-")[0]): w for w in wheels.glob("*.whl")}
+    needed: set[str] = set()
+    missing: list[str] = []
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonical(requirement.name)
+        if name in needed or (requirement.marker is not None and not requirement.marker.evaluate(environment)):
+            continue
+        needed.add(name)
+        if name in have:
+            todo += [Requirement(r) for r in wheel_requirements(have[name])]
+        else:  # without its marker, which pip would evaluate for its own Python
+            missing.append(f"{requirement.name}{requirement.specifier}")
+    return needed, sorted(missing)
+
+
+def download_for_target(dest: Path, requirements: tuple[str, ...] | list[str], target_python: str,
+                        platforms: list[str], find_links: list[str]) -> dict[str, list[str]]:
+    """Download into dest the wheels of requirements and of every dependency on the target.
+
+    Returns each requirement's distributions on the target (itself and its dependencies, PEP 503 names).
+
+    pip resolves with its own Python's markers; what the target needs besides is downloaded without
+    dependencies (its own are then followed in the next round), and a wheel only this machine needed is removed.
+    """
+    try:
+        import packaging.requirements  # noqa: F401  (what reads the wheels' markers)
+    except ImportError:
+        raise BundleError("--prepare reads the wheels' dependency markers with the 'packaging' module: "
+                          "pip install packaging") from None
+    environment = target_environment(target_python, platforms)
+    run(download_command(dest, target_python, platforms, find_links, requirements), "pip download")
+    for _ in range(MAX_ROUNDS):
+        needed, missing = needed_distributions(dest, requirements, environment)
+        if not missing:
+            break
+        run(download_command(dest, target_python, platforms, find_links, missing, no_deps=True),
+            "pip download (dependencies of the target)")
+    else:
+        raise BundleError(f"the target's dependencies {missing} are still missing after {MAX_ROUNDS} rounds")
+    for wheel in dest.glob("*.whl"):
+        if canonical(wheel.name.split("-")[0]) not in needed:
+            wheel.unlink()
+    return {r: sorted(needed_distributions(dest, [r], environment)[0]) for r in requirements}
 
 
 def pip_works(python: str) -> bool:
@@ -75,9 +175,12 @@ def pip_works(python: str) -> bool:
         return False
 
 
-def run(command: list[str], what: str) -> None:
-    """Run command; a failure is a BundleError naming `what` with the command's last output lines."""
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+def run(command: list[str], what: str, timeout: float | None = None) -> None:
+    """Run command (within timeout seconds); a failure is a BundleError naming `what` with the last output lines."""
+    try:
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BundleError(f"{what} did not finish within {timeout:.0f} s: {' '.join(command)}") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise BundleError(f"{what} failed (exit {proc.returncode}): {' '.join(command)}\n{tail}")
@@ -132,7 +235,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True)
     if not pip_works(sys.executable):
         raise BundleError(f"{sys.executable} -m pip does not run: --prepare needs pip (python -m ensurepip)")
-    run(download_command(work / "wheels", args.target_python, args.platform, args.find_links), "pip download")
+    closure = download_for_target(work / "wheels", REQUIREMENTS, args.target_python, args.platform, args.find_links)
     run([sys.executable, "scripts/make_demo_data.py", str(work / "demo_data"), "--seed", "0"], "make_demo_data.py")
     notes = []
     vgg = vgg_source(args.vgg_weights)
@@ -153,7 +256,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     manifest = {
         "target_python": args.target_python, "platforms": args.platform, "requirements": list(REQUIREMENTS),
         "expected_installed": list(EXPECTED_INSTALLED),
-        "wheels": [f["path"].split("/", 1)[1] for f in files if f["path"].startswith("wheels/")],
+        "wheels": sorted(p.name for p in (work / "wheels").glob("*.whl")), "closure": closure,
         "benchmark_sets": sets, "photos": bool(args.photos), "vgg19_features": vgg is not None,
         "vgg19_source": str(vgg) if vgg else None, "bytes": total, "notes": notes, "files": files,
     }
@@ -173,35 +276,80 @@ def unpack_wheel(wheel: Path, site: Path) -> None:
         archive.extractall(site)
 
 
-def install_bundle(bundle: Path, site: Path, python: str = sys.executable) -> dict[str, Any]:
-    """Install the bundle's wheels into site from the bundle alone (no index); return what was done.
+def missing_requirements(python: str, requirements: tuple[str, ...] | list[str] = REQUIREMENTS,
+                         timeout: float | None = None) -> tuple[list[str], dict[str, str | None]]:
+    """Return (the requirements `python` lacks or has too old, the version it has of each requirement or None).
 
-    A bundle prepared for another Python version is refused: its wheels were resolved for that one.
+    Requirements are `name>=version`; versions compare by their leading numbers.
+    """
+    names = [r.split(">=")[0] for r in requirements]
+    probe = ("import importlib.metadata as m, json, sys\n"
+             "def version(name):\n"
+             "    try:\n"
+             "        return m.version(name)\n"
+             "    except m.PackageNotFoundError:\n"
+             "        return None\n"
+             "print(json.dumps({n: version(n) for n in sys.argv[1:]}))")
+    try:
+        proc = subprocess.run([python, "-c", probe, *names], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BundleError(f"{python} did not report its packages within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise BundleError(f"{python} could not report its packages: {proc.stderr.strip()[-500:]}")
+    versions = json.loads(proc.stdout)
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.match(r"\d+(?:\.\d+)*", text).group(0).split("."))
+
+    missing = [r for r, n in zip(requirements, names) if versions[n] is None or
+               numbers(versions[n]) < numbers(r.split(">=")[1])]
+    return missing, versions
+
+
+def python_version(python: str, timeout: float | None = None) -> str:
+    """Return the X.Y version of the interpreter `python`."""
+    proc = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise BundleError(f"{python} does not run: {proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip()
+
+
+def install_bundle(bundle: Path, site: Path, python: str = sys.executable, timeout: float = 300) -> dict[str, Any]:
+    """Install into site, from the bundle alone (no index), the requirements that `python` lacks; return what was done.
+
+    A requirement `python` already satisfies is left alone: an installed pytest keeps its own plugins. A bundle
+    prepared for another Python version is refused: its wheels were chosen for that one. All within timeout s.
     """
     manifest_path = bundle / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"--bundle {bundle}: no manifest.json (make it with gpu_check.sh --prepare)")
     manifest = json.loads(manifest_path.read_text())
-    have = ".".join(map(str, sys.version_info[:2]))
-    if manifest["target_python"] != have:
+    have = python_version(python, timeout)
+    if ".".join(manifest["target_python"].split(".")[:2]) != have:
         raise BundleError(f"--bundle {bundle} was prepared for Python {manifest['target_python']}, this is "
                           f"{have}: prepare it again with --target-python {have}")
+    missing, versions = missing_requirements(python, manifest["requirements"], timeout)
     site.mkdir(parents=True, exist_ok=True)
     wheels = bundle / "wheels"
+    done = {"site": str(site), "wheels": manifest["wheels"], "installed": missing,
+            "already_there": {n: v for n, v in versions.items() if v is not None}}
+    if not missing:
+        return {"method": "nothing to install", **done}
     if pip_works(python):
         run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-index", "--find-links",
-             str(wheels), "--target", str(site), "--upgrade", *manifest["requirements"]], "pip install")
-        method = "pip install --no-index --find-links"
-    else:
-        for wheel in sorted(wheels.glob("*.whl")):
+             str(wheels), "--target", str(site), "--upgrade", *missing], "pip install", timeout)
+        return {"method": "pip install --no-index --find-links", **done}
+    wanted = {name for r in missing for name in manifest["closure"][r]}
+    for wheel in sorted(wheels.glob("*.whl")):
+        if canonical(wheel.name.split("-")[0]) in wanted:
             unpack_wheel(wheel, site)
-        method = "unpacked (this Python has no pip)"
-    return {"method": method, "site": str(site), "wheels": manifest["wheels"]}
+    return {"method": "unpacked (this Python has no pip)", **done}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Return the command-line options of --prepare."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """Return the options of --prepare."""
+    parser = argparse.ArgumentParser(prog="gpu_check.sh --prepare", description=__doc__.split("\n")[0])
     parser.add_argument("dir", help="the bundle folder to create (new or empty)")
     parser.add_argument("--target-python", default="3.12", help="Python version of the GPU machine (X.Y)")
     parser.add_argument("--platform", action="append", default=None,
@@ -216,8 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Make the bundle; print its summary; return the exit status (1 with a one-line error)."""
+def prepare_command(argv: list[str] | None = None) -> int:
+    """Make the bundle (gpu_check.sh --prepare); print its summary; return the exit status (1 with a one-line error)."""
     try:
         manifest = prepare(parse_args(argv))
     except BundleError as err:
@@ -228,7 +376,3 @@ def main(argv: list[str] | None = None) -> int:
     for note in manifest["notes"]:
         print("note: " + note)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
