@@ -315,7 +315,8 @@ def test_data_parallel_trains_batches_smaller_than_the_gpus_in_the_asked_dtype(m
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # The repository first, then what PYTHONPATH held: the GPU check puts the packages its bundle added there.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 

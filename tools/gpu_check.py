@@ -530,8 +530,8 @@ def step_benchmark(c: Check) -> dict:
                            if k.endswith("_tflops") and peak})
         rows[name]["host_reads_per_step"] = entry.get("train_iter_host_reads")
         rows[name]["cuda_syncs_per_step"] = entry.get("train_iter_cuda_syncs")
-    return {"json": str(path), "device": report["device"], "tf32": report.get("tf32"), "matmul_tflops": peaks,
-            "variants": rows, "speedup_vs_plain": report.get("speedup_vs_plain"),
+    return {"json": str(path), "device": report["device"], "tf32": report["device"].get("cudnn_allow_tf32"),
+            "matmul_tflops": peaks, "variants": rows, "speedup_vs_plain": report.get("speedup_vs_plain"),
             "left_out": {} if c.dry else {"compile, fast": "compile time per size exceeds the step's share"}}
 
 
@@ -622,7 +622,8 @@ def step_quality(c: Check) -> dict:
     details["training_limit_s"] = round(seconds)
     status, output = timed_training(c, command, seconds, grace=left * QUALITY_PARTS["save"] / pending)
     epochs = [x for x in output.splitlines() if x.startswith("end of epoch")]
-    details.update(train_exit=status, epochs_done=len(epochs), fast_flags=fast)
+    details.update(train_exit=status, epochs_done=len(epochs), fast_flags=fast,
+                   tf32="n/a (CPU)" if c.dry else "on (--tf32 auto)")
     require((c.step_dir / "checkpoints" / "quality" / "latest_net_G_T.pth").is_file(), "no 'latest' checkpoint saved",
             **details)
     val_log = c.step_dir / "checkpoints" / "quality" / "val_log.csv"
