@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data.image_folder import load_rgb, make_dataset
 from models.api import DEFAULT_WEIGHTS, load_ibcln
+from util import distributed
 from util.errors import UserError, exit_on_user_error
 from util.images import save_image
 
@@ -120,6 +121,7 @@ def rate(count: int, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return the exit status (0 all written, 1 some inputs skipped)."""
     args = parse_args(argv)
+    distributed.refuse_torchrun("remove_reflection.py")
     model = load_ibcln(args.weights, device=args.device, epoch=args.epoch, amp=args.amp)
     jobs, problems = collect(args.inputs, args.out)
     for problem in problems:

@@ -1,6 +1,6 @@
 """--channels_last auto: the faster memory format for each phase (training, inference) on this machine.
 
-A rule, backed by scripts/benchmark.py (docs/usage.md, "Fast by default", has the tables and the command):
+A rule, backed by tools/benchmark.py (docs/usage.md, "Fast by default", has the tables and the command):
 the default model in NCHW and in channels_last, interleaved runs, medians; channels_last's time over NCHW's.
 
 - CPU, fp32 inference: channels_last. Test cascade 0.81x at 256² and 0.75x at 512² on an AMD EPYC with

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import itertools
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -229,12 +230,34 @@ class IBCLNModel(BaseModel):
         overlap = self.tile_overlap if overlap is None else overlap
         image = self._to_device(image)
         with torch.inference_mode(), self.autocast():
+            def cascade(crop: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+                return self._finite_cascade(net_G_T, net_G_R, crop, n_steps, last_R)
+
             if tile and max(image.shape[-2:]) > tile:
-                fake_Ts, fake_Rs = tiling.tiled_cascade(
-                    lambda crop: run_cascade(net_G_T, net_G_R, crop, n_steps, last_R)[:2], image, tile, overlap)
+                fake_Ts, fake_Rs = tiling.tiled_cascade(cascade, image, tile, overlap)
             else:
-                fake_Ts, fake_Rs, _, _ = run_cascade(net_G_T, net_G_R, image, n_steps, last_R)
+                fake_Ts, fake_Rs = cascade(image)
         return [t.float().clamp(0, 1) for t in fake_Ts], [r.float().clamp(0, 1) for r in fake_Rs]
+
+    fp16_redone = 0  # images or tiles whose fp16 outputs overflowed and were computed again in fp32
+
+    def _finite_cascade(self, net_G_T: torch.nn.Module, net_G_R: torch.nn.Module, crop: Tensor, n_steps: int,
+                        last_R: bool) -> tuple[list[Tensor], list[Tensor]]:
+        """Return run_cascade's ([T_0..T_n], [R_0..R_n]) of crop; under --amp fp16 an inf or NaN redoes it in fp32.
+
+        fp16's largest value is 65504: a bright or unusual image can overflow it, and clamping would turn the inf
+        or NaN into white or black pixels. The first redo of a model says so (a warning); bf16 has fp32's range.
+        """
+        fake_Ts, fake_Rs = run_cascade(net_G_T, net_G_R, crop, n_steps, last_R)[:2]
+        if self.amp_dtype != torch.float16 or bool(torch.stack([o.isfinite().all() for o in fake_Ts + fake_Rs]).all()):
+            return fake_Ts, fake_Rs
+        if not self.fp16_redone:
+            warnings.warn("--amp fp16: an image or tile overflowed fp16 (inf or NaN in its outputs) and was computed "
+                          "again in fp32; later ones are redone without a word (--amp bf16 has fp32's range)",
+                          stacklevel=3)
+        self.fp16_redone += 1
+        with torch.autocast(self.device.type, enabled=False):
+            return run_cascade(net_G_T, net_G_R, crop.float(), n_steps, last_R)[:2]
 
     def backward_G(self) -> None:
         """Compute L_G = L_T + L_res + L_MP + L_adv + L_R and its gradients."""

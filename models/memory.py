@@ -1,7 +1,7 @@
 """--tile auto: the peak memory of an inference pass, and the tile size that fits in the memory there is.
 
 The peak of a whole-image pass grows about linearly with the pixels it runs on. The figures below come from
-scripts/measure_memory.py (docs/usage.md, "Large images", gives the run and its output): one fresh process
+tools/measure_memory.py (docs/usage.md, "Large images", gives the run and its output): one fresh process
 per image size, the increase of its peak RSS over its RSS just before the call, for the authors' width
 (ngf 64) in fp32, at 256², 512² and 1024². Least-squares lines: NCHW 142 MiB + 1676 bytes/pixel,
 channels_last 137 MiB + 1431 bytes/pixel; the figures below round the larger up so that every measured

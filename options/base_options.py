@@ -56,6 +56,9 @@ class BaseOptions:
         parser.add_argument("--deterministic", action="store_true",
                             help="deterministic algorithms and no cuDNN benchmark mode, so that a GPU run with "
                                  "--seed repeats bit for bit (slower; docs/gpu.md)")
+        parser.add_argument("--tf32", default="auto", choices=["auto", "on", "off"],
+                            help="TF32 for fp32 convolutions and matrix products on GPUs from Ampere on (10-bit "
+                                 "mantissa, faster); auto = on, off with --deterministic (strict fp32; docs/gpu.md)")
         # model parameters
         parser.add_argument("--model", type=str, default="ibcln", help="which model to use (case-insensitive)")
         parser.add_argument("--input_nc", type=int, default=3, help="channels of an input image")
@@ -162,6 +165,8 @@ class BaseOptions:
             opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids) if self.uses_device(opt) else []
         self.check(opt, save)
+        if opt.gpu_ids:
+            distributed.select_gpu(opt.gpu_ids)  # under torchrun, each rank's first line names its GPU
         text = self.format_options(opt)
         main_process = distributed.is_main_process()  # torchrun: only rank 0 prints and saves
         if main_process:
@@ -175,27 +180,27 @@ class BaseOptions:
             except OSError as err:
                 raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
         # Only test.py and evaluate.py have --tile.
-        select_kernels(opt.deterministic, bool(opt.gpu_ids), opt.is_train or bool(getattr(opt, "tile", 0)))
-        if opt.gpu_ids:
-            device = distributed.first_device(opt.gpu_ids)
-            if device < torch.cuda.device_count():  # else distributed.setup stops with a one-line error
-                torch.cuda.set_device(device)
+        select_kernels(opt.deterministic, bool(opt.gpu_ids), opt.is_train or bool(getattr(opt, "tile", 0)), opt.tf32)
         if opt.seed is not None:
             seed_everything(opt.seed, distributed.rank())  # torchrun: each rank its own stream
         self.opt = opt
         return opt
 
 
-def select_kernels(deterministic: bool, cuda: bool, fixed_sizes: bool) -> None:
-    """Set cuDNN's benchmark mode and torch's deterministic mode for a run (returns nothing).
+def select_kernels(deterministic: bool, cuda: bool, fixed_sizes: bool, tf32: str = "auto") -> None:
+    """Set cuDNN's benchmark mode, TF32 and torch's deterministic mode for a run (returns nothing).
 
     Benchmark mode times every convolution algorithm once per input size and keeps the fastest: worth it on
     CUDA for fixed sizes (training's crops, --tile's equal tiles), not for test images of many sizes, where
     each new size is timed again and the trial workspaces inflate the peak memory. deterministic
     (--deterministic) turns it off and makes torch use deterministic algorithms (bit-identical GPU runs,
-    somewhat slower). These settings are global to the process: the drivers make them (BaseOptions.parse);
-    a model, and so the Python API, leaves them alone.
+    somewhat slower). tf32 (--tf32; auto = on, except with --deterministic, which is strict fp32) lets fp32
+    convolutions and matrix products round their inputs to TF32 on Ampere and later GPUs (docs/gpu.md);
+    torch's own defaults differ between the two. These settings are global to the process: the drivers make
+    them (BaseOptions.parse); a model, and so the Python API, leaves them alone.
     """
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
+        tf32 == "on" or (tf32 == "auto" and not deterministic))
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is created.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -52,6 +52,7 @@ class EvaluateOptions(TestOptions):
 
     def check(self, opt: argparse.Namespace, save: bool) -> None:
         """Raise a UserError for a run list that cannot work: repeated, with --pred, --load_iter or --suffix."""
+        super().check(opt, save)
         if opt.suffix:  # parse added it to the first name only
             if len(opt.names) > 1:
                 raise UserError(f"--suffix {opt.suffix} with several --name: give the full names instead")

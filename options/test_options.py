@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from data.layouts import LAYOUTS
+from util import distributed
 
 from .base_options import BaseOptions
 
@@ -37,6 +39,10 @@ class TestOptions(BaseOptions):
                                  "order (the released code; the two folders must hold as many images)")
         parser.set_defaults(num_threads=0, batch_size=1, serial_batches=True, no_flip=True, preprocess="")
         return parser
+
+    def check(self, opt: argparse.Namespace, save: bool) -> None:
+        """Refuse a start by torchrun: testing runs one process on one device."""
+        distributed.refuse_torchrun(os.path.basename(sys.argv[0]) or "test.py")
 
     def options_dir(self, opt: argparse.Namespace) -> str:
         """Return the results folder of the run (test_opt.txt goes there: checkpoints may be read-only)."""

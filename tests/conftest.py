@@ -114,14 +114,16 @@ def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def kernel_flags() -> Iterator[None]:
-    """Restore torch's deterministic mode and cuDNN's benchmark and deterministic flags after the test."""
+    """Restore torch's deterministic mode, cuDNN's benchmark and deterministic flags and TF32 after the test."""
     import torch
 
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
+    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+     torch.backends.cuda.matmul.allow_tf32) = saved[2:]
 
 
 def parse_options(phase: str, args: Sequence[str], save: bool = False) -> argparse.Namespace:

@@ -1,17 +1,20 @@
 """The CUDA paths against the CPU and the golden arrays: fp32, TF32, --amp, training steps, the fast options,
---compile, tiling, DataParallel, torchrun, an exact resume, checkpoints.
+--compile, tiling, DataParallel, torchrun, exact resumes (fp32 and fp16 with its loss scaler), validation,
+checkpoints, the Python API and remove_reflection.py, and the default path (benchmark mode and TF32).
 
 Every test here is marked `cuda` (pyproject.toml) and skipped, with the reason, where torch sees no GPU (the
-two-GPU ones also where it sees only one); scripts/gpu_check.sh runs them on a GPU machine (`pytest -m cuda`).
-The strict fp32 comparisons run with TF32 off (cuDNN uses TF32 for fp32 convolutions by default on Ampere and
-later, a 10-bit mantissa) and without cuDNN's benchmark mode (which may pick other algorithms per size): then
-the CPU's tolerance holds. With TF32 on, the outputs stay within the bf16 tolerance of tests/test_speed_options.py.
+two-GPU ones also where it sees only one); tools/gpu_check.sh runs them on a GPU machine (`pytest -m cuda`).
+The strict fp32 comparisons run with TF32 off (--tf32 off; the default, auto, uses TF32 on Ampere and later, a
+10-bit mantissa) and without cuDNN's benchmark mode (which may pick other algorithms per size): then the CPU's
+tolerance holds. The default path (TF32 on, benchmark mode for fixed sizes) has the bf16 tolerance of
+tests/test_speed_options.py, 0.06 max and 0.006 mean on [0, 1] outputs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -35,10 +38,11 @@ from test_speed_options import (
 )
 
 from data.image_folder import load_rgb
-from models import checkpoint
+from models import checkpoint, load_ibcln
 from models.ibcln_model import run_cascade
 from models.networks import ConvLSTMGenerator
 from options.model_config import create_model
+from util.distributed import weight_difference_in
 from util.images import to_tensor
 from util.machine import cuda_has_native_bf16
 
@@ -246,7 +250,7 @@ def _save_generators(folder: Path, states: tuple[dict, dict]) -> None:
 def test_cuda_checkpoints_load_on_the_cpu(make_options, tmp_path, states, reference_image, strict_fp32):
     image = reference_image[..., :96, :128].contiguous()
     # A model trained on one GPU saves its networks through save_networks (plain state_dicts on the CPU).
-    gpu = _train_model(make_options, tmp_path, "0", "--checkpoints_dir", str(tmp_path / "ck"))
+    gpu = _train_model(make_options, tmp_path, "0", "--checkpoints_dir", str(tmp_path / "ck"), "--tf32", "off")
     gpu.nets()["G_T"].load_state_dict(states[0])
     gpu.nets()["G_R"].load_state_dict(states[1])
     checkpoint.save_networks(gpu, "ck")
@@ -281,8 +285,8 @@ def test_test_model_options_on_cuda_match_the_cpu(make_options, tmp_path, states
     # --compile sets inductor's freezing for the process: config.patch restores it.
     with inductor_config.patch(freezing=inductor_config.freezing):
         try:
-            got = _test_outputs(_cpu_test_model(make_options, tmp_path / "ck", "opts", "--gpu_ids", "0", *flags),
-                                image)
+            got = _test_outputs(_cpu_test_model(make_options, tmp_path / "ck", "opts", "--gpu_ids", "0", "--tf32",
+                                                "off", *flags), image)
         finally:
             torch._dynamo.reset()
     for a, b in zip(got, expected):
@@ -314,7 +318,8 @@ def test_data_parallel_trains_batches_smaller_than_the_gpus_in_the_asked_dtype(m
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # The repository first, then what PYTHONPATH held: the GPU check puts the packages its bundle added there.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
@@ -333,19 +338,128 @@ def test_torchrun_trains_on_two_gpus_with_nccl(tmp_path):
                 *_train_args(root, tmp_path / "ck", "ddp", "--niter", "1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "DDP: 2 processes" in proc.stdout and (tmp_path / "ck" / "ddp" / "final_net_G_T.pth").is_file()
+    assert weight_difference_in(proc.stdout) == 0  # every rank ends with rank 0's weights
+    firsts = {line.split(" (")[0] for line in proc.stdout.splitlines() if line.startswith("rank ")}
+    assert firsts == {"rank 0 of 2", "rank 1 of 2"}
+    assert "(local rank 1): cuda:1 " in proc.stdout  # --gpu_ids 0 names fewer GPUs than processes: one each
 
 
-def test_deterministic_resume_on_cuda_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("amp", ["none", "fp16"])
+def test_deterministic_resume_on_cuda_gives_identical_weights(tmp_path, amp):
+    # fp16 resumes its loss scale too: the scale decides which steps are skipped and how gradients round.
     root = build_tiny_dataset(tmp_path / "data")
     ckpt = tmp_path / "ck"
-    flags = ("--deterministic", "--save_epoch_freq", "1")
-    straight = _run(*_train_args(root, ckpt, "straight", "--niter", "2", *flags))
+    flags = ("--deterministic", "--niter", "2", "--save_epoch_freq", "1", *(["--amp", "fp16"] if amp == "fp16" else []))
+    straight = _run(*_train_args(root, ckpt, "straight", *flags))
     assert straight.returncode == 0, straight.stderr[-3000:]
-    first = _run(*_train_args(root, ckpt, "resumed", "--niter", "1", *flags))
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = _run(*_train_args(root, ckpt, "resumed", "--niter", "2", "--continue_train", "--epoch", "1", *flags))
+    (ckpt / "resumed").mkdir()  # the straight run's epoch-1 checkpoint, resumed in a new process
+    for path in (ckpt / "straight").glob("1_*.pth"):
+        shutil.copy(path, ckpt / "resumed" / path.name)
+    second = _run(*_train_args(root, ckpt, "resumed", "--continue_train", "--epoch", "1", *flags))
     assert second.returncode == 0 and "resuming after epoch 1" in second.stdout, second.stderr[-3000:]
+    assert "holds no fp16 loss scale" not in second.stdout
     for net in ("G_T", "G_R", "D"):
         a = torch.load(ckpt / "straight" / f"final_net_{net}.pth", weights_only=True)
         b = torch.load(ckpt / "resumed" / f"final_net_{net}.pth", weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), f"{net} differs after a resume on CUDA"
+    states = [torch.load(ckpt / name / "final_train_state.pth", weights_only=False) for name in ("straight", "resumed")]
+    if amp == "fp16":
+        assert states[0]["scaler"] is not None and states[0]["scaler"] == states[1]["scaler"]
+    else:
+        assert states[0]["scaler"] is None
+
+
+@two_gpus
+def test_data_parallel_gives_the_single_gpu_losses_and_gradients(make_options, tmp_path, states, strict_fp32):
+    # A batch of 2 split over 2 GPUs: the same losses and gradients as on one GPU, within the fp32 tolerances.
+    one = _train_model(make_options, tmp_path, "0", "--tf32", "off")
+    weights = {"G_T": states[0], "G_R": states[1], "D": one.nets()["D"].state_dict(), "vgg": one.vgg.state_dict()}
+    weights = {k: {n: t.detach().cpu().clone() for n, t in v.items()} for k, v in weights.items()}
+    ref_losses, ref_grads = _losses_and_gradients(one, weights)
+    two = _train_model(make_options, tmp_path, "0,1", "--tf32", "off")
+    assert isinstance(two.netG_T, torch.nn.DataParallel)
+    losses, grads = _losses_and_gradients(two, weights)
+    for name, value in ref_losses.items():
+        assert losses[name] == pytest.approx(value, rel=LOSS_REL_FP32), name
+    for key, ref in ref_grads.items():
+        assert_near(grads[key], ref, rel=GRAD_REL_FP32, what=key)
+
+
+def test_validation_on_cuda_scores_as_on_the_cpu(make_options, tmp_path, states, strict_fp32):
+    from evaluation.validation import open_validation_set, validate
+
+    root = build_tiny_dataset(tmp_path / "data")
+    results = []
+    for gpu in ("-1", "0"):
+        opt = make_options("train", "--dataroot", str(root), "--name", f"val{gpu}", "--gpu_ids", gpu, "--tf32", "off",
+                           "--val_dataroot", str(root))
+        torch.manual_seed(0)
+        model = create_model(opt)
+        model.nets()["G_T"].load_state_dict(states[0])
+        model.nets()["G_R"].load_state_dict(states[1])
+        results.append(validate(model, open_validation_set(opt), opt))
+    cpu, gpu = results
+    assert gpu.images == cpu.images == 2 and gpu.scores.keys() == cpu.scores.keys()
+    for label, (psnr, ssim) in cpu.scores.items():
+        assert gpu.scores[label][0] == pytest.approx(psnr, abs=0.01), label  # dB
+        assert gpu.scores[label][1] == pytest.approx(ssim, abs=1e-4), label
+
+
+# The default GPU path (--tf32 auto: on; benchmark mode for fixed sizes) against the CPU, in grey levels of
+# [0, 255] images: the bf16 tolerance of tests/test_speed_options.py (TF32 keeps 10 bits of mantissa, bf16 7).
+DEFAULT_PATH_MAX, DEFAULT_PATH_MEAN = 255 * BF16_TEST_MAX, 255 * BF16_TEST_MEAN
+
+
+def _grey_levels(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return float(diff.max()), float(diff.mean())
+
+
+def test_load_ibcln_and_remove_reflection_on_cuda_match_the_cpu(tmp_path, states, reference_image):
+    from PIL import Image
+
+    folder = tmp_path / "ck" / "api"
+    _save_generators(folder, states)
+    image = (reference_image[0, :, :96, :128].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cpu = load_ibcln(str(folder), device="cpu", epoch="ck").remove_reflection(image, tile=0)
+    model = load_ibcln(str(folder), device="cuda", epoch="ck")
+    assert model.device.type == "cuda" and next(model.model.nets()["G_T"].parameters()).is_cuda
+    gpu = model.remove_reflection(image, tile=0)
+    for a, b in zip(gpu, cpu):
+        worst, mean = _grey_levels(a, b)
+        assert worst <= DEFAULT_PATH_MAX and mean <= DEFAULT_PATH_MEAN
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    outputs = []
+    for device in ("cpu", "cuda"):
+        proc = _run("remove_reflection.py", str(tmp_path / "photo.png"), "--weights", str(folder), "--epoch", "ck",
+                    "--device", device, "--out", str(tmp_path / device), "--tile", "0")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"on {'cuda:0' if device == 'cuda' else 'cpu'}," in proc.stdout
+        outputs.append(np.asarray(Image.open(tmp_path / device / "photo_T.png")))
+    worst, mean = _grey_levels(*outputs)
+    assert worst <= DEFAULT_PATH_MAX and mean <= DEFAULT_PATH_MEAN
+
+
+def test_the_default_path_with_benchmark_mode_and_tf32_stays_within_the_stated_tolerance(make_options, tmp_path,
+                                                                                          states, reference_image):
+    _save_generators(tmp_path / "ck" / "default", states)
+    image = reference_image[..., :128, :192].contiguous()
+    tiles = ("--tile", "64", "--tile_overlap", "16")  # equal tiles: benchmark mode on
+    expected = _test_outputs(_cpu_test_model(make_options, tmp_path / "ck", "default", *tiles), image)
+    model = _cpu_test_model(make_options, tmp_path / "ck", "default", "--gpu_ids", "0", *tiles)
+    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32
+    got = _test_outputs(model, image)
+    for a, b in zip(got, expected):
+        diff = (a - b).abs()
+        assert float(diff.max()) <= BF16_TEST_MAX and float(diff.mean()) <= BF16_TEST_MEAN
+    # A training step on the default path (benchmark mode, TF32) against the CPU's loss terms.
+    cpu = _train_model(make_options, tmp_path, "-1")
+    weights = {"G_T": states[0], "G_R": states[1], "D": cpu.nets()["D"].state_dict(), "vgg": cpu.vgg.state_dict()}
+    weights = {k: {n: t.clone() for n, t in v.items()} for k, v in weights.items()}
+    ref_losses, _ = _losses_and_gradients(cpu, weights)
+    gpu = _train_model(make_options, tmp_path, "0")
+    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
+    losses, _ = _losses_and_gradients(gpu, weights)
+    for name, value in ref_losses.items():
+        assert losses[name] == pytest.approx(value, rel=BF16_LOSS_REL), name

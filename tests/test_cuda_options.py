@@ -45,7 +45,7 @@ def test_amp_picks_fp16_with_loss_scaling_on_gpus_that_only_emulate_bf16(monkeyp
 
 def test_no_dtype_choice_counts_emulated_bf16(repo_root):
     # torch's is_bf16_supported() without arguments says yes on GPUs that only emulate bf16.
-    for path in ("util/machine.py", "models/ibcln_model.py", "scripts/benchmark.py", "scripts/gpu_check.py",
+    for path in ("util/machine.py", "models/ibcln_model.py", "tools/benchmark.py", "tools/gpu_check.py",
                  "tests/test_cuda.py"):
         assert "is_bf16_supported()" not in (repo_root / path).read_text(), path
 
@@ -121,6 +121,17 @@ def test_cudnn_benchmark_is_for_fixed_sizes_only(make_options, tmp_path, kernel_
         torch.backends.cudnn.benchmark = not expected
         select_kernels(**{"deterministic": False, "cuda": True, "fixed_sizes": True, **values})
         assert torch.backends.cudnn.benchmark is expected, values
+
+
+@pytest.mark.parametrize(("flags", "tf32"), [((), True), (("--tf32", "off"), False), (("--deterministic",), False),
+                                           (("--deterministic", "--tf32", "on"), True)])
+def test_tf32_is_an_explicit_choice_on_by_default_and_off_with_deterministic(make_options, tmp_path, kernel_flags,
+                                                                            flags, tf32):
+    # Set for convolutions and matrix products alike (torch's own defaults differ: on and off).
+    for phase in ("train", "test"):
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+        select_kernels(make_options(phase, "--dataroot", str(tmp_path), *flags))
+        assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32, phase
 
 
 def test_deterministic_option_switches_torch_to_deterministic_algorithms(make_options, tmp_path, kernel_flags,

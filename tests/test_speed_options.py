@@ -11,7 +11,7 @@ bf16 autocast (--amp) does change results: it has its own, stated tolerances (BF
 from __future__ import annotations
 
 import copy
-import importlib.util
+import importlib
 import json
 import re
 import warnings
@@ -391,6 +391,31 @@ def test_fp16_rounding_stays_within_the_fp16_tolerance(states):
         assert 0 < float(diff.max()) <= FP16_TEST_MAX and float(diff.mean()) <= FP16_TEST_MEAN
 
 
+def test_fp16_inference_that_overflows_is_redone_in_fp32_and_said_once(make_options, tmp_path):
+    # CPU autocast runs fp16 too (slowly; hence ngf 8). Inputs above fp16's largest value, 65504, overflow it in
+    # the first convolution; fp32 has the range. Without the guard the outputs would be NaN.
+    torch.manual_seed(0)
+    model = create_model(make_options("test", "--dataroot", str(tmp_path), "--name", "a", "--ngf", "8"))
+    model.eval()
+    bright = 7e4 * torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    expected = model.infer(bright)  # fp32
+    model.amp_dtype = torch.float16  # what --amp fp16 sets on a GPU
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        whole = model.infer(bright)
+        tiled = model.infer(bright, tile=32, overlap=8)  # 2 x 3 tiles, each redone
+    said = [w for w in caught if "overflowed fp16" in str(w.message)]
+    assert len(said) == 1 and model.fp16_redone == 1 + 6
+    for got, ref in zip(whole[0] + whole[1], expected[0] + expected[1]):
+        assert torch.equal(got, ref)  # the whole image, computed again in fp32
+    assert all(bool(x.isfinite().all()) for x in tiled[0] + tiled[1])
+    ordinary = bright / 7e4
+    reference = model.infer(ordinary)
+    assert model.fp16_redone == 7  # no overflow, no redo: fp16 did run
+    model.amp_dtype = None
+    assert float((model.infer(ordinary)[0][3] - reference[0][3]).abs().max()) > 0
+
+
 # ----- tiled inference -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("length", "tile", "overlap"),
@@ -492,11 +517,7 @@ def test_test_py_with_tiles_and_channels_last(tmp_path, tiny_dataset, states, sc
 # ----- the benchmark script ------------------------------------------------------------------------------------
 
 def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("ibcln_benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tools.benchmark")
 
 
 def test_benchmark_offers_amp_variants_only_where_the_device_has_amp(monkeypatch):
@@ -532,7 +553,7 @@ def test_benchmark_measures_the_fp32_matmul_peak_at_the_convolutions_precision(m
 
 def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
     out = tmp_path / "bench.json"
-    proc = script_runner("scripts/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
+    proc = script_runner("tools/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
                          "0", "--variants", "plain,fast_fp32,fast", "--json", out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "torch.get_num_threads() = 2" in proc.stdout and re.search(r"\| +variant +\|", proc.stdout)

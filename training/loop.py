@@ -294,7 +294,7 @@ def train(opt: argparse.Namespace) -> int:
     if opt.distributed:
         difference = distributed.max_weight_difference(list(model.nets().values()))
         if main_process:
-            print(f"DDP: {opt.world_size} processes, largest weight difference from rank 0: {difference:g}")
+            print(distributed.weight_sync_line(opt.world_size, difference))
     if main_process:
         print(f"training done: checkpoints in {model.save_dir} (final, latest)")
     return 0

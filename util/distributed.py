@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 from typing import Any
 
 import torch
@@ -46,13 +47,49 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
 
 
+def local_world_size() -> int:
+    """Return how many torchrun processes run on this machine (LOCAL_WORLD_SIZE), 1 when not started by torchrun."""
+    if not launched_by_torchrun():
+        return 1
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def rank_gpu(gpu_ids: list[int], local: int, local_size: int, visible: int) -> int:
+    """Return the GPU of the torchrun process with local rank `local` of `local_size` on a machine showing `visible`.
+
+    --gpu_ids naming one GPU per local process gives each its own (--gpu_ids 2,3: GPUs 2 and 3); otherwise the
+    local ranks take the visible GPUs in turn, which is also right when a launcher shows each process only
+    its own GPU (srun --gpus-per-task=1, CUDA_VISIBLE_DEVICES per process: every one sees a GPU 0).
+    """
+    return gpu_ids[local] if len(gpu_ids) >= local_size else local % visible
+
+
 def first_device(gpu_ids: list[int]) -> int:
-    """Return the GPU this process selects first: its local rank's under torchrun, else the first of gpu_ids.
+    """Return the GPU this process selects first: under torchrun its local rank's (rank_gpu), else gpu_ids[0].
 
     Under torchrun every process would otherwise select gpu_ids[0] before setup() moves it to its own
     GPU, leaving a CUDA context per process on GPU 0.
     """
-    return local_rank() if launched_by_torchrun() else gpu_ids[0]
+    if not launched_by_torchrun():
+        return gpu_ids[0]
+    return rank_gpu(gpu_ids, local_rank(), local_world_size(), torch.cuda.device_count())
+
+
+def select_gpu(gpu_ids: list[int]) -> None:
+    """Make this process's first GPU (first_device) the current one; under torchrun each rank says which it is."""
+    device = first_device(gpu_ids)
+    torch.cuda.set_device(device)
+    if launched_by_torchrun():
+        print(f"rank {rank()} of {os.environ.get('WORLD_SIZE')} (local rank {local_rank()}): cuda:{device} "
+              f"({torch.cuda.get_device_name(device)}; --gpu_ids {','.join(map(str, gpu_ids))}, "
+              f"{torch.cuda.device_count()} visible)", flush=True)
+
+
+def refuse_torchrun(command: str) -> None:
+    """Raise a UserError when started by torchrun: command runs one process on one device."""
+    if launched_by_torchrun():
+        raise UserError(f"{command} runs in one process on one device: start it without torchrun (under torchrun "
+                        "every process would repeat the whole run)")
 
 
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -67,17 +104,14 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
 def setup(opt: argparse.Namespace) -> None:
     """Join the process group when started by torchrun; sets opt.distributed, opt.rank, opt.world_size.
 
-    On CUDA each process takes the GPU of its local rank (opt.gpu_ids becomes [local_rank]).
+    On CUDA each process takes its own GPU (first_device; opt.gpu_ids becomes [that GPU]).
     """
     opt.distributed = launched_by_torchrun()
     opt.rank, opt.world_size = 0, 1
     if not opt.distributed:
         return
-    gpu = local_rank()
     if opt.gpu_ids:
-        if gpu >= torch.cuda.device_count():
-            raise UserError(f"torchrun started a process for GPU {gpu} but only "
-                            f"{torch.cuda.device_count()} are visible; lower --nproc_per_node")
+        gpu = first_device(opt.gpu_ids)
         opt.gpu_ids = [gpu]
         torch.cuda.set_device(gpu)
         backend = "nccl"
@@ -168,3 +202,14 @@ def max_weight_difference(nets: list[nn.Module]) -> float:
     worst = worst.to(device)
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
     return float(worst)
+
+
+def weight_sync_line(world_size: int, difference: float) -> str:
+    """Return the line rank 0 prints at the end of a torchrun training: the largest weight difference between ranks."""
+    return f"DDP: {world_size} processes, largest weight difference from rank 0: {difference:g}"
+
+
+def weight_difference_in(output: str) -> float | None:
+    """Return the weight difference that a training's output reports (weight_sync_line), None if it has no such line."""
+    found = re.findall(r"^DDP: \d+ processes, largest weight difference from rank 0: (\S+)$", output, re.MULTILINE)
+    return float(found[-1]) if found else None

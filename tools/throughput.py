@@ -1,5 +1,5 @@
-"""How fast the training data pipeline serves samples: the figure behind scripts/benchmark_data.py and the data
-section of scripts/benchmark.py."""
+"""How fast the training data pipeline serves samples: the figure behind tools/benchmark_data.py and the data
+section of tools/benchmark.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Measure the peak memory of the Python API's inference per pixel: the figures behind --tile auto (models/memory.py).
 
-Usage: python scripts/measure_memory.py [--sizes 256,512,1024] [--tile_check 2048:256] [--threads 2]
+Usage: python -m tools.measure_memory [--sizes 256,512,1024] [--tile_check 2048:256] [--threads 2]
 
 For each size (square, ngf 64 with random weights, fp32) and memory format (NCHW, channels_last) a fresh
 process builds the model, warms it up on a 64x64 image, resets its RSS high-water mark, runs

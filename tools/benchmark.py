@@ -1,7 +1,7 @@
 """Speed and memory of IBCLN's training step and test cascade, plain fp32 eager against the faster paths.
 
-Usage: python scripts/benchmark.py [--device cpu|cuda] [--variants plain,fast | all] [--sizes full|tiny|256,512]
-                                   [--repeats 5] [--warmup 1] [--threads 2] [--json PATH]
+Usage: python -m tools.benchmark [--device cpu|cuda] [--variants plain,fast | all] [--sizes full|tiny|256,512]
+                                 [--repeats 5] [--warmup 1] [--threads 2] [--json PATH]
 
 No training data is needed: the model runs on random tensors (random weights, --vgg_weights random). For each
 variant it measures one training iteration (batch 2, --train_size², all losses including VGG and GAN, both
@@ -11,7 +11,7 @@ reports medians over --repeats runs after --warmup runs. Also reported: peak mem
 on the CPU, high-water mark reset before the run; torch.cuda.max_memory_allocated on a GPU), FLOPs per run
 (torch.utils.flop_counter; convolutions and matrix products) and the achieved FLOP/s as a share of this
 device's measured matmul throughput, the largest difference of each variant's outputs from plain's, and
-the samples/s of the training data pipeline (scripts/benchmark_data.py), and how often one training step
+the samples/s of the training data pipeline (tools/benchmark_data.py), and how often one training step
 (losses read, as when train.py prints them) reads tensor values back to the host: each such read waits for the
 GPU (with CUDA, torch's sync debug mode also counts every synchronizing call). Not a test.
 
@@ -53,7 +53,7 @@ from models import IBCLNConfig, IBCLNModel
 from models.base_model import BaseModel
 from models.ibcln_model import resolve_amp
 from options.base_options import select_kernels
-from training.throughput import measure, write_photos
+from tools.throughput import measure, write_photos
 from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
 
 # name -> (model flags, generator shortcuts on, needs AMP)

@@ -1,6 +1,6 @@
 """Throughput of the training data pipeline (resize_natural_3, synthetic mixtures) for several --num_threads.
 
-Usage: python scripts/benchmark_data.py [--samples 200] [--warmup 8] [--threads 0 1 2] [--crop_size 256]
+Usage: python -m tools.benchmark_data [--samples 200] [--warmup 8] [--threads 0 1 2] [--crop_size 256]
 
 Writes trainA1/trainA2 JPEGs made from scikit-image's bundled photos into a temporary folder, builds the
 DataLoader of train.py (default options: resize_and_crop to 256, batch size 2, flips, on-the-fly synthesis),
@@ -17,7 +17,7 @@ import tempfile
 
 import torch
 
-from training.throughput import measure, write_photos
+from tools.throughput import measure, write_photos
 from util.machine import cpu_model, usable_cores
 
 
