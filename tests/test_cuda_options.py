@@ -113,8 +113,9 @@ def test_cudnn_benchmark_is_for_fixed_sizes_only(make_options, tmp_path, kernel_
     monkeypatch.setattr(base_options, "select_kernels", lambda *args: chosen.append(args))
     for phase, flags in (("train", ()), ("test", ()), ("test", ("--tile", "512")), ("train", ("--deterministic",))):
         make_options(phase, "--dataroot", str(tmp_path), "--name", "k", *flags)
-    # (deterministic, cuda, fixed sizes): training crops and test tiles have fixed sizes, test images do not.
-    assert chosen == [(False, False, True), (False, False, False), (False, False, True), (True, False, True)]
+    # (deterministic, cuda, fixed sizes, tf32): training crops and test tiles have fixed sizes, test images do not.
+    assert chosen == [(False, False, True, "auto"), (False, False, False, "auto"), (False, False, True, "auto"),
+                      (True, False, True, "auto")]
     monkeypatch.undo()
     for values, expected in (({}, True), ({"fixed_sizes": False}, False), ({"cuda": False}, False),
                              ({"deterministic": True}, False)):
@@ -130,7 +131,7 @@ def test_tf32_is_an_explicit_choice_on_by_default_and_off_with_deterministic(mak
     # Set for convolutions and matrix products alike (torch's own defaults differ: on and off).
     for phase in ("train", "test"):
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
-        select_kernels(make_options(phase, "--dataroot", str(tmp_path), *flags))
+        make_options(phase, "--dataroot", str(tmp_path), *flags)  # parsing sets the run's kernel flags
         assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32, phase
 
 
