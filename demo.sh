@@ -38,7 +38,7 @@ echo "== 1/3 demo data: $DATA"
 gpu_ids=$("$PYTHON" -c "import torch; print(0 if torch.cuda.is_available() else -1)")
 device="CPU"
 [ "$gpu_ids" = "0" ] && device="GPU 0"
-# The fast path (README, Performance): --channels_last auto lets the model pick the faster memory format for each
+# The fast path (docs/usage.md, "Fast by default"): --channels_last auto lets the model pick the faster memory format for each
 # phase on this machine (models/fast_path.py: on the CPU channels_last for testing, and for training with AVX-512
 # or bf16 autocast; the same results to ~1e-6), and where the CPU has bfloat16 instructions --amp (bf16
 # autocast, about twice as fast). FP32=1 keeps full fp32.

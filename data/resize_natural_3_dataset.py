@@ -76,16 +76,18 @@ class ResizeNatural3Dataset(BaseDataset):
             parser.add_argument("--no_natural", action="store_true",
                                 help="do not read natural_T/natural_I under --dataroot (with --real_pairs: train on "
                                      "those real pairs instead)")
-        parser.add_argument("--max_size", type=int, default=0,
-                            help="test: downscale inputs whose longer side exceeds this (aspect kept, Lanczos) before "
-                                 "the multiple-of-4 step; outputs and metrics are then at the reduced size. 0 = never")
-        parser.add_argument("--keep_size", action="store_true",
-                            help="test: reflect-pad inputs to a multiple of 4 and crop outputs back, instead of "
-                                 "resizing them down to a multiple of 4 as the released code did")
-        parser.add_argument("--align", type=int, default=0, metavar="N",
-                            help="test: resize input and ground truth to H//N*N x W//N*N (bicubic, PIL's default) "
-                                 "before inference and scoring, as the ERRNet-family test loaders do with N=32 "
-                                 "(docs/protocol.md); 0 = off")
+        if not is_train:  # test-time sizing; training validates with its --val_* twins (options/train_options.py)
+            parser.add_argument("--max_size", type=int, default=0,
+                                help="downscale inputs whose longer side exceeds this (aspect kept, Lanczos) before "
+                                     "the multiple-of-4 step; outputs and metrics are then at the reduced size. "
+                                     "0 = never")
+            parser.add_argument("--keep_size", action="store_true",
+                                help="reflect-pad inputs to a multiple of 4 and crop outputs back, instead of "
+                                     "resizing them down to a multiple of 4 as the released code did")
+            parser.add_argument("--align", type=int, default=0, metavar="N",
+                                help="resize input and ground truth to H//N*N x W//N*N (bicubic, PIL's default) "
+                                     "before inference and scoring, as the ERRNet-family test loaders do with N=32 "
+                                     "(docs/protocol.md); 0 = off")
         return parser
 
     @staticmethod

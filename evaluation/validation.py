@@ -29,6 +29,7 @@ from evaluation.reports import metric_cell, text_table
 from evaluation.scoring import Scores, flat, mean_scores, run_test_set
 from models import checkpoint
 from models.base_model import BaseModel
+from options.train_options import VAL_TWINS
 from util import distributed
 from util.errors import UserError
 from util.logs import VAL_FIXED, append_val_row, metric_columns, read_val_rows, truncate_val_log
@@ -48,8 +49,8 @@ class ValResult:
 
 def validation_options(opt: argparse.Namespace) -> argparse.Namespace:
     """Return a copy of the training options that reads --val_dataroot as test.py reads a test folder."""
-    return argparse.Namespace(**{**vars(opt), "is_train": False, "dataroot": opt.val_dataroot,
-                                 "keep_size": opt.val_keep_size, "max_size": opt.val_max_size, "align": opt.val_align,
+    sizes = {flag: getattr(opt, twin) for flag, twin in VAL_TWINS.items()}
+    return argparse.Namespace(**{**vars(opt), "is_train": False, "dataroot": opt.val_dataroot, **sizes,
                                  "max_dataset_size": float("inf")})
 
 

@@ -95,7 +95,8 @@ class IBCLNModel(BaseModel):
         parser.add_argument("--amp", nargs="?", const="auto", default="none", choices=AMP_CHOICES,
                             help="automatic mixed precision; --amp alone = bf16 where the GPU supports it, else fp16 "
                                  "(with loss scaling when training). On the CPU: bf16 only, and only on CPUs with "
-                                 "bfloat16 instructions (AVX512-BF16 or AMX); outputs within ~0.005 of fp32 (README)")
+                                 "bfloat16 instructions (AVX512-BF16 or AMX); outputs within about a grey level of "
+                                 "fp32 (docs/performance.md, 'Mixed precision (--amp)')")
         parser.add_argument("--compile", action="store_true",
                             help="torch.compile the networks (the first iterations, and each new image size at test, "
                                  "are slow while it compiles)")
@@ -103,7 +104,7 @@ class IBCLNModel(BaseModel):
             parser.add_argument("--tile", type=int, default=0,
                                 help="test images larger than TILE pixels (a multiple of 4) in overlapping TILE x TILE "
                                      "tiles, blended linearly, to bound memory; 0 = whole images. Tiles see less "
-                                     "context, so results differ slightly (README, Performance)")
+                                     "context, so results differ slightly (docs/performance.md, 'Large images')")
             parser.add_argument("--tile_overlap", type=int, default=128,
                                 help="overlap of neighbouring tiles in pixels (a multiple of 4, at most TILE/2)")
         return parser

@@ -100,7 +100,7 @@ class ConvLSTMGenerator(nn.Module):
     default) drops, at the first step where h = c = 0, the h half of the gates' input channels and the
     forget gate (f * c = 0), 23% of that step's work; ``skip_unused_heads`` (on) does not compute
     half/quarter outputs that the caller does not want; ReLUs run in place (on); ``fused_gates`` (off:
-    no faster with oneDNN on the CPU, see README) computes the four gate convolutions
+    no faster with oneDNN on the CPU, docs/performance.md, "Other speed options") computes the four gate convolutions
     conv_i/conv_f/conv_g/conv_o as one convolution with their weights concatenated, the checkpoint still
     holding the four. At most the order of floating-point sums changes (outputs within ~1e-6 of plain).
     """

@@ -3,7 +3,7 @@
 Memory then grows with the tile, not with the image. The result differs from a whole-image run: IBCLN's
 receptive field (the dilated convolutions at 1/4 scale, three cascade steps and the LSTM state) spans
 hundreds of pixels, so a tile sees less context than the whole image; the linear blending in the overlaps
-hides the seams. README "Performance" gives the measured difference (PSNR of tiled against whole).
+hides the seams. docs/performance.md, "Large images", gives the measured difference (PSNR of tiled against whole).
 """
 
 from __future__ import annotations

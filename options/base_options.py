@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import warnings
+from typing import Any
 
 import torch
 
@@ -121,13 +122,20 @@ class BaseOptions:
         dataset's flags added; --help lists every flag of that model and dataset."""
         args = sys.argv[1:] if args is None else list(args)
         path = config_file.parse(self.make_parser(), args, {}, "", complete=False).config
-        values = config_file.read(path) if path else {}
+        values = self.screen(args, config_file.read(path) if path else {}, path)
         model = config_file.parse(self.make_parser(), args, values, path, complete=False).model
         dataset_mode = config_file.parse(self.make_parser(model), args, values, path, complete=False).dataset_mode
         parser = self.make_parser(model, dataset_mode, add_help=True)
         self.parser = parser
         return config_file.parse(parser, args, values, path, complete=True,
                                  selected=f"with --model {model} --dataset_mode {dataset_mode}")
+
+    def screen(self, args: list[str], values: dict[str, Any], path: str) -> dict[str, Any]:
+        """Return the config file's values to parse; raise a UserError for a flag this command refuses.
+
+        Subclasses add their rules; it runs before anything is parsed.
+        """
+        return values
 
     def format_options(self, opt: argparse.Namespace) -> str:
         """Return the options as a table, marking values that differ from the default."""

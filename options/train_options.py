@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from models import checkpoint
 from util import distributed, run_lock
@@ -20,6 +21,9 @@ NOT_REPEATED = ("continue_train", "overwrite")
 # Flags that say where a start begins (the checkpoint it loads, its first epoch's number): a resume gives them other
 # values than the first start without changing the run.
 START_FLAGS = ("epoch", "load_iter", "epoch_count")
+# test.py's size flags (the dataset's) and their twins that size validation during training (evaluation/validation.py
+# reads each twin as its test flag). train.py refuses the test flags, which would change nothing in training.
+VAL_TWINS = {"keep_size": "val_keep_size", "align": "val_align", "max_size": "val_max_size"}
 
 
 def auto_only(text: str) -> str:
@@ -101,6 +105,17 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--lr_decay_iters", type=int, default=50,
                             help="step policy: multiply by 0.1 every N epochs")
         return parser
+
+    def screen(self, args: list[str], values: dict[str, Any], path: str) -> dict[str, Any]:
+        """Refuse test.py's size flags, naming their --val_* twins; return the config file's values without them where
+        they hold their defaults (every config.yaml saved before train.py stopped taking them does)."""
+        for flag, twin in VAL_TWINS.items():
+            if any(arg == f"--{flag}" or arg.startswith(f"--{flag}=") for arg in args):
+                raise UserError(f"--{flag} sizes test.py's images; in training, --{twin} sizes the validation images")
+            if flag in values and values[flag] not in (False, 0):
+                raise UserError(f"{path}: {flag} sizes test.py's images; in training, {twin} sizes the validation "
+                                "images")
+        return {key: value for key, value in values.items() if key not in VAL_TWINS}
 
     def check(self, opt: argparse.Namespace, save: bool) -> None:
         """Refuse flags that contradict each other and a new run over an existing one (before anything is written)."""

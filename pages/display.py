@@ -186,7 +186,7 @@ def connect_visdom(server: str, port: int, env: str):
         connected = False
     if not connected:
         warnings.warn(f"no visdom server at {server}:{port}: training continues without display. Start one "
-                      "(see README, 'Watching training') or pass --display_id -1", stacklevel=2)
+                      "(see docs/training.md, 'Watching training') or pass --display_id -1", stacklevel=2)
         return None
     return vis
 

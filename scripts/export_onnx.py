@@ -8,7 +8,7 @@ and right, then crop the outputs back, as the Python API does), and returns "T" 
 shape, clamped to [0, 1]. It runs in onnxruntime (or any ONNX runtime) without this project's code. Export
 uses torch's recommended exporter (torch.onnx.export with dynamo=True, built on torch.export), which needs
 the onnx and onnxscript packages; the check after export and --benchmark need onnxruntime
-(requirements-dev.txt lists all three). After writing the file, the script runs it in onnxruntime on a
+(pip install -e .[onnx] installs all three). After writing the file, the script runs it in onnxruntime on a
 random 64x96 input and prints the largest difference from PyTorch. --benchmark times onnxruntime against
 PyTorch (fp32, the fast path: channels_last on the CPU) at the given square sizes, interleaved, medians.
 """
@@ -19,16 +19,21 @@ import argparse
 import importlib
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 
-from models.api import DEFAULT_WEIGHTS, load_ibcln
-from models.ibcln_model import N_STEPS
-from util.errors import UserError, exit_on_user_error
+try:
+    from models.api import DEFAULT_WEIGHTS, load_ibcln
+    from models.ibcln_model import N_STEPS
+    from util.errors import UserError, exit_on_user_error
+except ModuleNotFoundError as err:  # a clone where the project is not installed: only scripts/ is on sys.path
+    sys.exit(f"error: {err}: install this project first: pip install -e . in the repository root")
 
 EXPORT_PACKAGES = ("onnx", "onnxscript")
+EXTRA = "onnx"  # pyproject.toml's extra that installs them and onnxruntime
 MAX_SIDE = 16384  # the largest height and width the graph accepts (a bound torch.export needs)
 
 
@@ -37,8 +42,8 @@ def require(package: str, purpose: str) -> object:
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise UserError(f"{purpose} needs the '{package}' package: pip install -r requirements-dev.txt "
-                        f"(or pip install {package})") from None
+        raise UserError(f"{purpose} needs the '{package}' package: pip install {package} (or, in a checkout, "
+                        f"pip install -e .[{EXTRA}])") from None
 
 
 def export(cascade: torch.nn.Module, out: str, opset: int | None = None) -> None:

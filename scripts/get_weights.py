@@ -4,10 +4,10 @@ Usage: python scripts/get_weights.py [--out checkpoints/IBCLN] [--archive FILE] 
 
 Without --archive it downloads the pretrained model the authors link from their repository
 (github.com/JHL-HUST/IBCLN, "Download Pre-trained Model": a public Google Drive file) with the gdown package
-(pip install gdown). With --archive it unpacks a copy downloaded by hand instead. From the archive (zip or
-tar, at any folder depth) it takes <epoch>_net_G_T.pth and <epoch>_net_G_R.pth, loads both as IBCLN
-generators (weights_only: no code in them runs), and only then moves them into --out. Both files already
-there: they are checked and nothing is downloaded (--force fetches again).
+(pip install gdown, or pip install -e .[weights] in a checkout). With --archive it unpacks a copy downloaded by
+hand instead. From the archive (zip or tar, at any folder depth) it takes <epoch>_net_G_T.pth and
+<epoch>_net_G_R.pth, loads both as IBCLN generators (weights_only: no code in them runs), and only then moves
+them into --out. Both files already there: they are checked and nothing is downloaded (--force fetches again).
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ import argparse
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import zipfile
 
-from models.api import DEFAULT_WEIGHTS, ReflectionRemover, load_ibcln, weight_paths
-from util.errors import UserError, exit_on_user_error
+try:
+    from models.api import DEFAULT_WEIGHTS, ReflectionRemover, load_ibcln, weight_paths
+    from util.errors import UserError, exit_on_user_error
+except ModuleNotFoundError as err:  # a clone where the project is not installed: only scripts/ is on sys.path
+    sys.exit(f"error: {err}: install this project first: pip install -e . in the repository root")
 
 # The authors' "pre-trained model" link (README of github.com/JHL-HUST/IBCLN, section Test).
 DRIVE_FILE_ID = "1Dnlb875jP-F3vcFHlolcPTXFn4RmnQNr"
@@ -34,8 +38,9 @@ def download(folder: str) -> str:
     try:
         import gdown
     except ImportError:
-        raise UserError("downloading from Google Drive needs the 'gdown' package: pip install gdown (or download "
-                        f"{DRIVE_URL} by hand and pass it with --archive)") from None
+        raise UserError("downloading from Google Drive needs the 'gdown' package: pip install gdown (or, in a "
+                        f"checkout, pip install -e .[weights]); or download {DRIVE_URL} by hand and pass it with "
+                        "--archive") from None
     target = os.path.join(folder, "ibcln_pretrained.download")
     try:
         path = gdown.download(id=DRIVE_FILE_ID, output=target, quiet=False)

@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -151,7 +152,10 @@ def build(dest: str, seed: int, crops: int) -> dict:
     # Imported here so that reusing a build does not pay for importing torch.
     import torch
 
-    from data import synthesis
+    try:
+        from data import synthesis
+    except ModuleNotFoundError as err:  # a clone where the project is not installed: only scripts/ is on sys.path
+        sys.exit(f"error: {err}: install this project first: pip install -e . in the repository root")
 
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -25,17 +25,21 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image
 
-from data import synthesis
-from data.image_folder import is_image_file, load_rgb
-from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_real
-from util.errors import UserError, exit_on_user_error
-from util.images import to_tensor
+try:
+    from data import synthesis
+    from data.image_folder import is_image_file, load_rgb
+    from data.resize_natural_3_dataset import MAX_SYNTHESIS_TRIES, pair_real
+    from util.errors import UserError, exit_on_user_error
+    from util.images import to_tensor
+except ModuleNotFoundError as err:  # a clone where the project is not installed: only scripts/ is on sys.path
+    sys.exit(f"error: {err}: install this project first: pip install -e . in the repository root")
 
 
 def list_photos(folder: str) -> list[str]:

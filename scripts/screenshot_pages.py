@@ -1,4 +1,4 @@
-"""Screenshots of the result pages in headless Chromium at 1280 px (for the README, and to look at them).
+"""Screenshots of the result pages in headless Chromium at 1280 px (docs/pages.md shows them).
 
 Usage: python scripts/screenshot_pages.py --results results/<name>/test_<epoch>/index.html
                                           --training checkpoints/<name>/web/index.html [--out DIR]

@@ -261,7 +261,7 @@ def test_every_file_under_configs_parses_with_its_command(path, tmp_path, kernel
 def authors_command(script: str) -> list[str]:
     """Return the flags of the authors' command in train.sh or test.sh, on the CPU."""
     line = next(line for line in (REPO_ROOT / script).read_text().splitlines() if line.startswith("python "))
-    args = shlex.split(line)[2:]
+    args = shlex.split(line)[2:-1]  # python <driver> ... "$@"
     args[args.index("--gpu_ids") + 1] = "-1"
     return args
 

@@ -125,7 +125,7 @@ def test_metrics_csv_equals_skimage_on_the_saved_pngs(trained):
     gt = np.asarray(Image.open(web / "images" / "pair one_real_T_00.png"))
     for column, label in (("I", "real_I_00"), ("T_1", "fake_Ts_01"), ("T_2", "fake_Ts_02"), ("T_3", "fake_Ts_03")):
         pred = np.asarray(Image.open(web / "images" / f"pair one_{label}.png"))
-        # band-wise PSNR: per RGB channel, then the mean of the three values (README, metric protocol)
+        # band-wise PSNR: per RGB channel, then the mean of the three values (docs/evaluation.md, 'Metric protocol')
         psnr = np.mean([peak_signal_noise_ratio(gt[..., c], pred[..., c], data_range=255) for c in range(3)])
         ssim = structural_similarity(gt, pred, data_range=255, channel_axis=2)
         assert float(rows["pair one"][f"PSNR_{column}"]) == pytest.approx(psnr, abs=1e-9)

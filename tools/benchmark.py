@@ -49,12 +49,15 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import IBCLNConfig, IBCLNModel
-from models.base_model import BaseModel
-from models.ibcln_model import resolve_amp
-from options.base_options import select_kernels
-from tools.throughput import measure, write_photos
-from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
+try:
+    from models import IBCLNConfig, IBCLNModel
+    from models.base_model import BaseModel
+    from models.ibcln_model import resolve_amp
+    from options.base_options import select_kernels
+    from tools.throughput import measure, write_photos
+    from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
+except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
+    sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.benchmark")
 
 # name -> (model flags, generator shortcuts on, needs AMP)
 # NCHW variants say --channels_last off: test.py's default is auto, which picks a format per machine.

@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 
 import torch
 
-from tools.throughput import measure, write_photos
-from util.machine import cpu_model, usable_cores
+try:
+    from tools.throughput import measure, write_photos
+    from util.machine import cpu_model, usable_cores
+except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
+    sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.benchmark_data")
 
 
 def main() -> None:

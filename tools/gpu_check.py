@@ -35,8 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.gpu_bundle import EXPECTED_INSTALLED, REQUIREMENTS, BundleError, install_bundle, prepare_command
-from util.distributed import weight_difference_in
+try:
+    from tools.gpu_bundle import EXPECTED_INSTALLED, REQUIREMENTS, BundleError, install_bundle, prepare_command
+    from util.distributed import weight_difference_in
+except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
+    sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.gpu_check")
 
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds of each step on one H100-class GPU machine (docs/gpu.md, "The time plan": what each one runs, the
