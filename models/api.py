@@ -45,17 +45,21 @@ def weight_paths(folder: str, epoch: str = "final", ema: bool = False) -> list[s
 
 
 def check_weights(folder: str, epoch: str = "final", ema: bool = False) -> list[str]:
-    """Return the two generator paths; a missing one is a UserError naming both files and where to get them (for
-    the EMA: that the run saved none)."""
-    paths = weight_paths(folder, epoch, ema)
+    """Return the two generator paths (ema: of their EMA); a missing one is a UserError naming the files and where
+    to get them (for the EMA: that the run saved none)."""
+    paths = weight_paths(folder, epoch)
     missing = [p for p in paths if not os.path.isfile(p)]
-    if missing and ema:
-        raise UserError(f"no EMA weights: {' and '.join(missing)} not found: the run saved no EMA of --epoch "
-                        f"{epoch} (it was trained without --ema_decay)")
     if missing:
         raise UserError(f"no IBCLN weights: {' and '.join(missing)} not found (IBCLN needs "
                         f"{os.path.basename(paths[0])} and {os.path.basename(paths[1])} in {folder}); "
                         + WEIGHTS_SOURCE)
+    if not ema:
+        return paths
+    paths = weight_paths(folder, epoch, ema=True)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"no EMA weights: {' and '.join(missing)} not found: the run saved no EMA of --epoch "
+                        f"{epoch} (it was trained without --ema_decay)")
     return paths
 
 

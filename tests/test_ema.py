@@ -298,3 +298,10 @@ def test_evaluate_refuses_ema_with_predictions(tmp_path):
 
     with pytest.raises(UserError, match="--ema loads a checkpoint's EMA weights, --pred scores saved predictions"):
         EvaluateOptions().parse(["--sets", f"a={tmp_path}", "--pred", str(tmp_path), "--ema"], save=False)
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_rank_keeps_the_same_ema(runs):
+    out = runs.train("ddp", "--seed", "3", "--num_threads", "0", *EMA, torchrun=True)
+    assert "largest weight difference from rank 0: 0, of the EMA: 0\n" in out
+    assert (runs.folder("ddp") / "final_net_G_T_ema.pth").is_file()

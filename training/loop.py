@@ -296,8 +296,12 @@ def train(opt: argparse.Namespace) -> int:
     trackers.close()
     if opt.distributed:
         difference = distributed.max_weight_difference(list(model.nets().values()))
+        ema = ""
+        if model.averages:  # every rank keeps its own EMA of the same weights: they should agree as well
+            with model.averaged_weights():
+                ema = f", of the EMA: {distributed.max_weight_difference(list(model.nets().values())):g}"
         if main_process:
-            print(f"DDP: {opt.world_size} processes, largest weight difference from rank 0: {difference:g}")
+            print(f"DDP: {opt.world_size} processes, largest weight difference from rank 0: {difference:g}{ema}")
     if main_process:
         print(f"training done: checkpoints in {model.save_dir} (final, latest)")
     return 0
