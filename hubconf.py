@@ -17,7 +17,7 @@ dependencies = ["torch", "numpy", "PIL"]
 def ibcln(weights: str | None = None, device: str = "auto", epoch: str = "final", **kwargs) -> ReflectionRemover:
     """Return IBCLN with <weights>/<epoch>_net_G_T.pth and _G_R.pth loaded (default: this repo's checkpoints/IBCLN).
 
-    Further keyword arguments (amp, channels_last, tile_overlap) are those of models.api.load_ibcln.
+    Further keyword arguments (amp, channels_last, tile_overlap, ema) are those of models.api.load_ibcln.
     """
     folder = weights if weights is not None else os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                               "checkpoints", "IBCLN")

@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
                         help="folder holding <epoch>_net_G_T.pth and <epoch>_net_G_R.pth")
     parser.add_argument("--epoch", default="final", help="which checkpoint prefix to load: final, latest, 5, ...")
+    parser.add_argument("--ema", action="store_true",
+                        help="load the EMA weights <epoch>_net_G_T_ema.pth / _G_R_ema.pth of a run trained with "
+                             "--ema_decay")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--save_reflection", action="store_true", help="also write the reflection <name>_R.png")
     parser.add_argument("--device", default="auto", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; return the exit status (0 all written, 1 some inputs skipped)."""
     args = parse_args(argv)
     distributed.refuse_torchrun("remove_reflection.py")
-    model = load_ibcln(args.weights, device=args.device, epoch=args.epoch, amp=args.amp)
+    model = load_ibcln(args.weights, device=args.device, epoch=args.epoch, amp=args.amp, ema=args.ema)
     jobs, problems = collect(args.inputs, args.out)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)

@@ -87,9 +87,9 @@ def open_sets(opt: argparse.Namespace, sets: dict[str, str]) -> dict[str, tuple[
     return prepared
 
 
-def run_label(name: str, epoch: str, load_iter: int = 0) -> str:
-    """Return how tables name a checkpoint: <name>@<epoch> (or @iter<n> with --load_iter)."""
-    return f"{name}@iter{load_iter}" if load_iter > 0 else f"{name}@{epoch}"
+def run_label(name: str, epoch: str, load_iter: int = 0, ema: bool = False) -> str:
+    """Return how tables name a checkpoint: <name>@<epoch> (or @iter<n> with --load_iter), + _ema for its EMA."""
+    return (f"{name}@iter{load_iter}" if load_iter > 0 else f"{name}@{epoch}") + ("_ema" if ema else "")
 
 
 def evaluate_checkpoint(opt: argparse.Namespace, name: str, epoch: str, prepared: dict) -> tuple[Run, VisualRoles]:
@@ -100,13 +100,13 @@ def evaluate_checkpoint(opt: argparse.Namespace, name: str, epoch: str, prepared
     results, digests = {}, {}
     for set_name, (set_opt, dataset) in prepared.items():
         print(f"set {set_name}: {len(dataset)} image(s) from {set_opt.dataroot} ({dataset.layout} layout), "
-              f"checkpoint {run_label(name, epoch, opt.load_iter)}")
+              f"checkpoint {run_label(name, epoch, opt.load_iter, opt.ema)}")
         set_opt = argparse.Namespace(**{**vars(set_opt), "name": name, "epoch": epoch})
         scored = [r for r in test_model(set_opt, model, dataset, os.path.join(folder, set_name))
                   if r.scores is not None]
         results[set_name] = _set_result(set_name, [(r.name, r.scores) for r in scored])
         digests[set_name] = [r.digest for r in scored]
-    return Run(run_label(name, epoch, opt.load_iter), folder, results, digests), model.roles
+    return Run(run_label(name, epoch, opt.load_iter, opt.ema), folder, results, digests), model.roles
 
 
 def _set_result(name: str, scored: list[tuple[str, Scores]]) -> SetResult:

@@ -101,7 +101,7 @@ def test_model(opt: argparse.Namespace, model: BaseModel, dataset: BaseDataset, 
     The images themselves are not kept in the returned results (names, scores and the digests of the files
     scored, for the set's fingerprint).
     """
-    title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}"
+    title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}" + (" (EMA weights)" if opt.ema else "")
     writer = ResultWriter(web_dir, model.roles, title, protocol_line(opt, dataset), opt.display_winsize)
     done: list[ImageResult] = []
     total = int(min(opt.num_test, len(dataset)))

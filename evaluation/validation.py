@@ -5,7 +5,9 @@ opens its set) is run every ``--val_freq`` epochs and after the last one through
 evaluation/scoring.run_test_set, the code path of test.py, with the networks in eval mode and cuDNN's
 benchmark mode off (each new image size would be autotuned; training's setting is restored after). Each validation
 appends a row to checkpoints/<name>/val_log.csv (util/logs.py); ``--save_best`` keeps the 'best'
-checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3). Under
+checkpoint (models/checkpoint.py) for the highest mean PSNR of the model's result (IBCLN: T_3), and
+``--keep_best K`` the K best (models/retention.py). With --ema_decay the EMA weights are the ones validated
+(and so the ones 'best' and --keep_best follow); the training weights come back after. Under
 torchrun rank 0 validates while the other ranks wait for its result (the process group's timeout,
 util/distributed.PROCESS_GROUP_TIMEOUT, is set to cover a validation).
 
@@ -27,7 +29,7 @@ from data import find_dataset_using_name, open_test_set
 from data.base_dataset import BaseDataset
 from evaluation.reports import metric_cell, text_table
 from evaluation.scoring import Scores, flat, mean_scores, run_test_set
-from models import checkpoint
+from models import checkpoint, retention
 from models.base_model import BaseModel
 from options.train_options import VAL_TWINS
 from util import distributed
@@ -56,8 +58,9 @@ def validation_options(opt: argparse.Namespace) -> argparse.Namespace:
 
 def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
     """Return the validation dataset of --val_dataroot (None without it); bad input is a UserError."""
-    if opt.save_best and not opt.val_dataroot:
-        raise UserError("--save_best needs --val_dataroot (the best checkpoint is chosen by validation)")
+    for flag, wanted in (("--save_best", opt.save_best), (f"--keep_best {opt.keep_best}", opt.keep_best)):
+        if wanted and not opt.val_dataroot:
+            raise UserError(f"{flag} needs --val_dataroot (the best checkpoints are chosen by validation)")
     if not opt.val_dataroot:
         return None
     if opt.val_freq < 1 or opt.val_max < 1:
@@ -82,7 +85,8 @@ def open_validation_set(opt: argparse.Namespace) -> BaseDataset | None:
 
 
 def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) -> ValResult:
-    """Return the mean scores of the first --val_max images, run in eval mode (train mode restored after).
+    """Return the mean scores of the first --val_max images, run in eval mode (train mode restored after) with the
+    model's averaged weights where it keeps an EMA (its own weights restored after).
 
     Undecodable images are skipped with one warning each and listed; the training RNG streams are left
     untouched, so a run trains the same with or without validation. cuDNN's benchmark mode, which training
@@ -95,7 +99,7 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
     torch.backends.cudnn.benchmark = False
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), model.averaged_weights():
             scores = [r.scores for r in run_test_set(model, dataset, opt.val_max, opt.psnr, skip_bad=True,
                                                      skipped=skipped, scored_only=True)]
     finally:
@@ -105,7 +109,7 @@ def validate(model: BaseModel, dataset: BaseDataset, opt: argparse.Namespace) ->
 
 
 class Validator:
-    """Runs validation at epoch ends, logs it and keeps the best checkpoint."""
+    """Runs validation at epoch ends, logs it and keeps the best checkpoint (and the K best)."""
 
     def __init__(self, opt: argparse.Namespace, dataset: BaseDataset, model: BaseModel):
         self.opt = opt
@@ -117,8 +121,12 @@ class Validator:
         self.best = -math.inf
         self.last: ValResult | None = None  # the latest validation (rank 0 only)
         self.extra: dict = {}  # recorded in 'best' training states beside the best value (the W&B run id)
-        if not opt.continue_train and distributed.is_main_process() and os.path.isfile(self.log_path):
-            os.remove(self.log_path)  # a new run starts a new log; a resumed run appends
+        self.kept = retention.BestCheckpoints(model.save_dir, self.key, opt.keep_best) if opt.keep_best else None
+        if not opt.continue_train and distributed.is_main_process():
+            if os.path.isfile(self.log_path):
+                os.remove(self.log_path)  # a new run starts a new log; a resumed run appends
+            if self.kept is not None:
+                self.kept.start()
 
     def resume(self, epochs_done: int) -> None:
         """Continue the log and the best value of a run resumed after epochs_done epochs; return None.
@@ -132,6 +140,11 @@ class Validator:
             dropped = truncate_val_log(self.log_path, epochs_done)
             if dropped:
                 print(f"{self.log_path}: {dropped} row(s) after epoch {epochs_done} dropped (validated again)")
+            if self.kept is not None:
+                gone = self.kept.resume(epochs_done)
+                if gone:
+                    print(f"{self.kept.path}: best_epoch checkpoint(s) of epoch(s) {', '.join(map(str, gone))} "
+                          f"removed (after epoch {epochs_done}, or beyond --keep_best {self.opt.keep_best})")
         if self.opt.save_best:
             best_epoch = checkpoint.saved_epoch(self.model, BEST)
             if best_epoch is not None and best_epoch > epochs_done:
@@ -164,12 +177,14 @@ class Validator:
             if better:
                 self.best = value
                 checkpoint.save(self.model, BEST, epoch, total_iters, extra={**self.extra, self.key: value})
+            kept = self.kept is not None and self.kept.offer(self.model, epoch, total_iters, value, self.extra)
             skipped = f", {len(result.skipped)} undecodable skipped" if result.skipped else ""
             roles = self.model.roles
             print(f"validation after epoch {epoch}: {roles.result} PSNR {value:.2f} SSIM "
                   f"{row[f'SSIM_{roles.result}']:.4f} (input {row[f'PSNR_{roles.input}']:.2f} "
                   f"{row[f'SSIM_{roles.input}']:.4f}) on {result.images} image(s){skipped} in "
-                  f"{result.seconds:.1f} s" + (" [best so far: saved 'best']" if better else ""))
+                  f"{result.seconds:.1f} s" + (" [best so far: saved 'best']" if better else "")
+                  + (f" [among the {self.opt.keep_best} best: kept {retention.best_prefix(epoch)}]" if kept else ""))
         return distributed.broadcast_value(value, self.model.device)
 
 

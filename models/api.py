@@ -38,19 +38,28 @@ WEIGHTS_SOURCE = ("run `python scripts/get_weights.py`, or download the authors'
                   "github.com/JHL-HUST/IBCLN (Test > Download Pre-trained Model) and unzip it into that folder")
 
 
-def weight_paths(folder: str, epoch: str = "final") -> list[str]:
-    """Return the paths of the two generator files, <folder>/<epoch>_net_G_T.pth and _G_R.pth."""
-    return [network_path(folder, epoch, name) for name in GENERATORS]
+def weight_paths(folder: str, epoch: str = "final", ema: bool = False) -> list[str]:
+    """Return the paths of the two generator files, <folder>/<epoch>_net_G_T.pth and _G_R.pth (ema: their EMA,
+    _G_T_ema.pth and _G_R_ema.pth)."""
+    return [network_path(folder, epoch, name, ema) for name in GENERATORS]
 
 
-def check_weights(folder: str, epoch: str = "final") -> list[str]:
-    """Return the two generator paths; a missing one is a UserError naming both files and where to get them."""
+def check_weights(folder: str, epoch: str = "final", ema: bool = False) -> list[str]:
+    """Return the two generator paths (ema: of their EMA); a missing one is a UserError naming the files and where
+    to get them (for the EMA: that the run saved none)."""
     paths = weight_paths(folder, epoch)
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise UserError(f"no IBCLN weights: {' and '.join(missing)} not found (IBCLN needs "
                         f"{os.path.basename(paths[0])} and {os.path.basename(paths[1])} in {folder}); "
                         + WEIGHTS_SOURCE)
+    if not ema:
+        return paths
+    paths = weight_paths(folder, epoch, ema=True)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"no EMA weights: {' and '.join(missing)} not found: the run saved no EMA of --epoch "
+                        f"{epoch} (it was trained without --ema_decay)")
     return paths
 
 
@@ -65,7 +74,7 @@ def generator_widths(state: Any, path: str) -> tuple[int, int, int]:
 
 def load_ibcln(weights: str = DEFAULT_WEIGHTS, device: str | torch.device = "auto", epoch: str = "final",
                amp: bool | str = False, channels_last: bool | str = "auto",
-               tile_overlap: int = DEFAULT_OVERLAP) -> ReflectionRemover:
+               tile_overlap: int = DEFAULT_OVERLAP, ema: bool = False) -> ReflectionRemover:
     """Return a ReflectionRemover with <weights>/<epoch>_net_G_T.pth and _G_R.pth loaded, in eval mode.
 
     weights: the folder of the two generator files (the authors' final_net_G_T.pth / final_net_G_R.pth,
@@ -74,11 +83,12 @@ def load_ibcln(weights: str = DEFAULT_WEIGHTS, device: str | torch.device = "aut
     amp: True for bf16/fp16 autocast (test.py --amp; a CPU needs bfloat16 instructions), or "bf16"/"fp16".
     channels_last: "auto" (fast_path.py's rule for inference on this device), True / "on" or False / "off".
     tile_overlap: overlap of neighbouring tiles in pixels when an image is tiled.
+    ema: load the EMA weights <epoch>_net_G_T_ema.pth and _G_R_ema.pth of a run trained with --ema_decay.
     Files are loaded with weights_only (no code in them runs); a missing or foreign file is a UserError.
     """
     if tile_overlap < 0 or tile_overlap % tiling.MULTIPLE:
         raise UserError(f"tile_overlap={tile_overlap}: expected a multiple of {tiling.MULTIPLE}, 0 or more")
-    paths = check_weights(weights, epoch)
+    paths = check_weights(weights, epoch, ema)
     torch_device = resolve_device(device)
     states = [safe_torch_load(path, map_location="cpu") for path in paths]
     widths = [generator_widths(state, path) for state, path in zip(states, paths)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from torch import nn
 
 from . import parallel, schedule
 from .config import ModelConfig
+from .ema import Averages
 
 # A page cell: (visual label, caption, score label or None); None leaves the cell empty.
 Cell = tuple[str, str, str | None] | None
@@ -54,7 +57,9 @@ class BaseModel(ABC):
     cuDNN's benchmark and deterministic modes are the drivers' choice (options/base_options.select_kernels).
     Checkpoints are the pix2pix format: ``<epoch>_net_<name>.pth`` holding a plain state_dict (no
     ``module.`` prefix). Beside them, ``<epoch>_train_state.pth`` holds what an exact resume needs
-    (models/checkpoint.py, which also loads the networks a run starts from).
+    (models/checkpoint.py, which also loads the networks a run starts from). A model that keeps an EMA of some
+    networks' weights (models/ema.py) holds it in ``averages`` by network name; it is saved beside them as
+    ``<epoch>_net_<name>_ema.pth``.
     """
 
     roles: VisualRoles  # set by each subclass: what evaluation scores and pages show
@@ -76,6 +81,7 @@ class BaseModel(ABC):
         self.visual_names: list[str] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[Any] = []
+        self.averages: dict[str, Averages] = {}  # network name -> its EMA; empty without one
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -117,6 +123,18 @@ class BaseModel(ABC):
         """Put every network in train mode."""
         for net in self.nets().values():
             net.train()
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within: every network with an EMA holds its averaged weights (validation scores them); after: its own
+        weights again, bit for bit. Nothing changes for a model without averages."""
+        for averages in self.averages.values():
+            averages.swap()
+        try:
+            yield
+        finally:
+            for averages in self.averages.values():
+                averages.swap()
 
     def test(self, scored_only: bool = False) -> None:
         """Run forward without gradients (inference mode) and compute the visuals; models may override it.

@@ -5,8 +5,10 @@ The pix2pix format: ``<prefix>_net_<name>.pth`` holds a plain CPU state_dict of 
 the networks, ``<prefix>_train_state.pth`` holds what an exact resume needs: optimisers, schedulers, the fp16
 loss scaler, the schedule's options, where the run stands (epochs done and the position within the next
 one), the run's seed, every process's random generators and loss meter, and any ``extra`` (validation's
-best value).
-Prefixes: an epoch number, latest, final, best, iter_<n>. Every file is written atomically.
+best value). A run with --ema_decay also saves the EMA of each averaged network as ``<prefix>_net_<name>_ema.pth``
+(the same plain state_dict format: it loads as that network), part of what an exact resume restores.
+Prefixes: an epoch number, latest, final, best, best_epoch<n> (--keep_best), iter_<n>. Every file is written
+atomically.
 
 The model itself knows nothing of the command line (models/config.py); the functions here that take the
 run's options (load_for_run, prefix_to_load, saved_seed, resume) read what is about the run, not the model:
@@ -31,6 +33,7 @@ from util.files import atomic_torch_save, safe_torch_load
 
 # The options that define the learning-rate schedule; a resumed run follows the current command line's.
 SCHEDULE_KEYS = ("niter", "niter_decay", "lr", "lr_policy")
+EMA_SUFFIX = "_ema"  # <prefix>_net_<name>_ema.pth: the EMA of network <name> (--ema_decay)
 
 
 def prefix_to_load(opt: argparse.Namespace) -> str:
@@ -38,9 +41,9 @@ def prefix_to_load(opt: argparse.Namespace) -> str:
     return f"iter_{opt.load_iter}" if opt.load_iter > 0 else str(opt.epoch)
 
 
-def network_path(folder: str, prefix: str | int, name: str) -> str:
-    """Return the path of one network file, <folder>/<prefix>_net_<name>.pth."""
-    return os.path.join(folder, f"{prefix}_net_{name}.pth")
+def network_path(folder: str, prefix: str | int, name: str, ema: bool = False) -> str:
+    """Return the path of one network file, <folder>/<prefix>_net_<name>.pth (with ema: its EMA, ..._<name>_ema.pth)."""
+    return os.path.join(folder, f"{prefix}_net_{name}{EMA_SUFFIX if ema else ''}.pth")
 
 
 def network_files(folder: str) -> list[str]:
@@ -63,23 +66,43 @@ def available(folder: str) -> list[str]:
     return sorted(found, key=lambda p: (not p.isdigit(), int(p) if p.isdigit() else 0, p))
 
 
+def delete(folder: str, prefix: str | int) -> None:
+    """Remove every file of checkpoint prefix from folder: its networks, their EMA and its training state."""
+    for path in [*glob.glob(network_path(glob.escape(folder), glob.escape(str(prefix)), "*")),
+                 training_state_path(folder, prefix)]:
+        if os.path.isfile(path):
+            os.remove(path)
+
+
 def save_networks(model, prefix: str | int) -> None:
-    """Write every network of model as <prefix>_net_<name>.pth in its save_dir (plain CPU state_dict, atomic)."""
+    """Write every network of model as <prefix>_net_<name>.pth in its save_dir (plain CPU state_dict, atomic), and
+    the EMA of each averaged one as <prefix>_net_<name>_ema.pth."""
     os.makedirs(model.save_dir, exist_ok=True)
     for name, net in model.nets().items():
         # contiguous(): a channels_last run saves the same standard (NCHW) tensors as any other.
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         atomic_torch_save(state, network_path(model.save_dir, prefix, name))
+        ema_path = network_path(model.save_dir, prefix, name, ema=True)
+        if name in model.averages:
+            atomic_torch_save(model.averages[name].state_dict(), ema_path)
+        elif os.path.isfile(ema_path):
+            os.remove(ema_path)  # an EMA left under this prefix by an earlier run would not belong to these weights
 
 
-def load_networks(model, prefix: str | int) -> None:
-    """Load every network of model from <prefix>_net_<name>.pth; a missing or mismatching file is a UserError."""
+def load_networks(model, prefix: str | int, ema: bool = False) -> None:
+    """Load every network of model from <prefix>_net_<name>.pth (ema: from its EMA, <prefix>_net_<name>_ema.pth);
+    a missing or mismatching file is a UserError."""
     for name, net in model.nets().items():
         path = network_path(model.save_dir, prefix, name)
         if not os.path.isfile(path):
             listing = ", ".join(available(model.save_dir)) or "none"
             raise UserError(f"no checkpoint {path} (--epoch {prefix}); checkpoints present in "
                             f"{model.save_dir}: {listing}")
+        if ema:
+            path = network_path(model.save_dir, prefix, name, ema=True)
+            if not os.path.isfile(path):
+                raise UserError(f"--ema: no {path}: the run saved no EMA weights (it was trained without "
+                                "--ema_decay)")
         print(f"loading the model from {path}")
         load_state_dict_checked(net, safe_torch_load(path, map_location=model.device), path)
 
@@ -88,13 +111,32 @@ def load_for_run(model, opt: argparse.Namespace) -> None:
     """Load the networks a run starts from; return None.
 
     Testing or resuming (--continue_train): every network from --epoch's (or --load_iter's) checkpoint in the
-    run's folder. Fine-tuning (--pretrained_dir): the generators from that folder. A new run: nothing.
+    run's folder (test.py --ema: the EMA weights). Fine-tuning (--pretrained_dir): the generators from that
+    folder. A new run: nothing. A training model's EMA (--ema_decay) starts at the weights the run starts from,
+    or, when resuming, is the checkpoint's EMA (load_averages).
     """
     prefix = prefix_to_load(opt)
     if not opt.is_train or opt.continue_train:
-        load_networks(model, prefix)
+        load_networks(model, prefix, ema=not opt.is_train and opt.ema)
     elif opt.pretrained_dir:
         load_pretrained(model, opt.pretrained_dir, prefix)
+    for averages in model.averages.values():
+        averages.restart()
+    if opt.is_train and opt.continue_train:
+        load_averages(model, prefix)
+
+
+def load_averages(model, prefix: str | int) -> None:
+    """Load the EMA of each averaged network from <prefix>_net_<name>_ema.pth; without one it stays at the loaded
+    weights (a note says so)."""
+    for name, averages in model.averages.items():
+        path = network_path(model.save_dir, prefix, name, ema=True)
+        if not os.path.isfile(path):
+            if distributed.is_main_process():
+                print(f"note: no {path} (saved without --ema_decay): the EMA of {name} starts at the loaded weights")
+            continue
+        net = model.nets()[name]
+        averages.load_state_dict(matching_state(net, safe_torch_load(path, map_location=model.device), path))
 
 
 def load_pretrained(model, folder: str, prefix: str) -> None:
@@ -118,6 +160,12 @@ def load_pretrained(model, folder: str, prefix: str) -> None:
 
 def load_state_dict_checked(net: nn.Module, state: Any, path: str) -> None:
     """Load state into net; strips a ``module.`` prefix; a key or shape mismatch is a UserError naming path."""
+    net.load_state_dict(matching_state(net, state, path))
+
+
+def matching_state(net: nn.Module, state: Any, path: str) -> dict[str, Any]:
+    """Return state without a ``module.`` prefix, checked against net's keys and shapes (a mismatch is a UserError
+    naming path)."""
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state_dict (a dict of tensors), found {type(state).__name__}")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
@@ -135,7 +183,7 @@ def load_state_dict_checked(net: nn.Module, state: Any, path: str) -> None:
         if wrong:
             parts.append(f"shape mismatch {wrong[:3]}")
         raise UserError(f"{path}: does not match the {type(net).__name__} architecture: {'; '.join(parts)}")
-    net.load_state_dict(state)
+    return state
 
 
 @dataclass

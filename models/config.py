@@ -84,7 +84,8 @@ class IBCLNConfig(ModelConfig):
     drawn by init_type/init_gain. Discriminator (training only): netD, ndf, n_layers_D, norm. Losses:
     vgg_weights (imagenet, a .pth file or random), gan_mode. Speed: amp (none, auto, bf16, fp16),
     channels_last (auto, on, off or a bool), compile, fused_gates, no_zero_state_skip. Inference: tile
-    (0 = whole images) and tile_overlap, in pixels.
+    (0 = whole images) and tile_overlap, in pixels. Training: ema_decay, the decay of an exponential moving
+    average of G_T's and G_R's weights (models/ema.py), 0 = none.
     """
 
     input_nc: int = 3
@@ -107,9 +108,10 @@ class IBCLNConfig(ModelConfig):
     no_zero_state_skip: bool = False
     tile: int = 0
     tile_overlap: int = 128
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        """Check the types, then the values of the choices (amp, channels_last) and of the tiling."""
+        """Check the types, then the values of the choices (amp, channels_last), of the tiling and of ema_decay."""
         super().__post_init__()
         if self.amp not in AMP_CHOICES:
             raise UserError(f"amp={self.amp!r}: expected one of {', '.join(AMP_CHOICES)}")
@@ -118,6 +120,8 @@ class IBCLNConfig(ModelConfig):
                             f"{', '.join(fast_path.SWITCH)}")
         if self.tile:
             tiling.check_tiling(self.tile, self.tile_overlap)
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay={self.ema_decay}: expected 0 (no EMA) or a decay in (0, 1), e.g. 0.999")
 
 
 def has_type(value: object, hint: object) -> bool:

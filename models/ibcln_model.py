@@ -17,6 +17,7 @@ from util.errors import UserError
 from . import fast_path, losses, networks, parallel, tiling
 from .base_model import BaseModel, NonFiniteLossError, VisualRoles
 from .config import AMP_CHOICES, IBCLNConfig
+from .ema import Averages
 
 N_STEPS = 3
 # Dynamo compiles ConvLSTMGenerator.forward once per variant (guard set), for G_T and G_R together: train or
@@ -142,6 +143,11 @@ class IBCLNModel(BaseModel):
                                                 lr=config.lr, betas=(config.beta1, 0.999))
             self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
             self.optimizers = [self.optimizer_G, self.optimizer_D]
+            if config.ema_decay:
+                # The EMA of the generators (docs/training.md#ema-of-the-weights), moved after every step of G's
+                # optimiser that happens: a step the fp16 loss scaler skips (inf/NaN gradients) runs no hook.
+                self.averages = {name: Averages(self.nets()[name]) for name in ("G_T", "G_R")}
+                self.optimizer_G.register_step_post_hook(lambda optimizer, args, kwargs: self.update_averages())
         self.crop_to: tuple[int, int] | None = None
 
     def _generator(self) -> networks.ConvLSTMGenerator:
@@ -296,6 +302,11 @@ class IBCLNModel(BaseModel):
         else:
             self.scaler.step(optimizer)
 
+    def update_averages(self) -> None:
+        """Move the generators' EMA one step towards their current weights (after each step of G's optimiser)."""
+        for averages in self.averages.values():
+            averages.update(self.config.ema_decay)
+
     def check_finite(self, names: tuple[str, ...]) -> None:
         """Raise NonFiniteLossError naming the first of these losses that is NaN or Inf, in every process at once.
 
@@ -316,6 +327,7 @@ class IBCLNModel(BaseModel):
 
         L_D is computed before G's update (it does not depend on it: T_3 is detached and G's step leaves D
         alone), so that one finiteness check, one read from the device, covers every loss before any step.
+        With --ema_decay, G's step also moves the EMA (update_averages, a hook of G's optimiser).
         """
         self.forward()
         self.set_requires_grad(self.netD, True)

@@ -51,7 +51,7 @@ class EvaluateOptions(TestOptions):
         return opt
 
     def check(self, opt: argparse.Namespace, save: bool) -> None:
-        """Raise a UserError for a run list that cannot work: repeated, with --pred, --load_iter or --suffix."""
+        """Raise a UserError for a run list that cannot work (repeated, with --pred, --load_iter, --suffix or --ema)."""
         super().check(opt, save)
         if opt.suffix:  # parse added it to the first name only
             if len(opt.names) > 1:
@@ -61,6 +61,8 @@ class EvaluateOptions(TestOptions):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise UserError(f"{flag} {' '.join(values)}: {', '.join(repeated)} given twice")
+        if opt.pred is not None and opt.ema:
+            raise UserError("--ema loads a checkpoint's EMA weights, --pred scores saved predictions: drop one")
         if opt.pred is not None and len(opt.names) * len(opt.epochs) > 1:
             raise UserError("--pred scores saved predictions: give at most one --name and no list of --epoch")
         if opt.load_iter > 0 and len(opt.epochs) > 1:
@@ -83,8 +85,8 @@ def listed(value: str | list[str]) -> list[str]:
 def evaluation_folder(opt: argparse.Namespace) -> str:
     """Return the folder of evaluate.py's index.html (and eval_opt.txt).
 
-    A checkpoint: results/<name>/eval_<epoch>[_iter<n>] (test.py's rule). Several: each run keeps that folder
-    for its sets, and the summary goes to results/<name>[+<name>...]/eval_<epoch>[_<epoch>...][_iter<n>].
+    A checkpoint: results/<name>/eval_<epoch>[_iter<n>][_ema] (test.py's rule). Several: each run keeps that folder
+    for its sets, and the summary goes to results/<name>[+<name>...]/eval_<epoch>[_<epoch>...][_iter<n>][_ema].
     --pred: results/<name>/eval_pred with --name, else results/eval_pred_<the prediction folder's name> (with
     several, of the folder holding them all).
     """
@@ -95,7 +97,8 @@ def evaluation_folder(opt: argparse.Namespace) -> str:
     if len(opt.names) == 1 and len(opt.epochs) == 1:
         return results_folder(opt)
     folder = os.path.join(opt.results_dir, "+".join(opt.names), "eval_" + "_".join(opt.epochs))
-    return f"{folder}_iter{opt.load_iter}" if opt.load_iter > 0 else folder
+    folder = f"{folder}_iter{opt.load_iter}" if opt.load_iter > 0 else folder
+    return f"{folder}_ema" if opt.ema else folder
 
 
 def prediction_folders(pred: list[str], set_names: list[str]) -> list[str]:

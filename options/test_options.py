@@ -26,6 +26,9 @@ class TestOptions(BaseOptions):
                             help="accepted for compatibility: networks are in eval mode at test time by default")
         parser.add_argument("--dropout_at_test", action="store_true",
                             help="keep dropout active at test time, as the released test.sh did (random outputs)")
+        parser.add_argument("--ema", action="store_true",
+                            help="load the EMA weights <epoch>_net_G_T_ema.pth / _G_R_ema.pth that a run trained "
+                                 "with --ema_decay saved (results go to <phase>_<epoch>_ema)")
         parser.add_argument("--num_test", type=float, default=float("inf"), help="test at most this many images")
         parser.add_argument("--skip_bad_images", action="store_true",
                             help="skip (with a warning) test images that cannot be decoded instead of stopping")
@@ -50,6 +53,7 @@ class TestOptions(BaseOptions):
 
 
 def results_folder(opt: argparse.Namespace) -> str:
-    """Return the folder of a test run's results: <results_dir>/<name>/<phase>_<epoch>[_iter<n>]."""
+    """Return the folder of a test run's results: <results_dir>/<name>/<phase>_<epoch>[_iter<n>][_ema]."""
     web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.epoch}")
-    return f"{web_dir}_iter{opt.load_iter}" if opt.load_iter > 0 else web_dir
+    web_dir = f"{web_dir}_iter{opt.load_iter}" if opt.load_iter > 0 else web_dir
+    return f"{web_dir}_ema" if opt.ema else web_dir

@@ -62,6 +62,9 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="save 'latest' every N samples")
         parser.add_argument("--save_epoch_freq", type=int, default=5, help="save checkpoints every N epochs; 0 = never")
         parser.add_argument("--save_by_iter", action="store_true", help="also keep a checkpoint per save (iter_<n>)")
+        parser.add_argument("--keep_last", type=int, default=0, metavar="N",
+                            help="keep only the N latest epoch checkpoints (<epoch>_*, --save_epoch_freq); 0 = all. "
+                                 "latest, final, best and best_epoch<N> are never removed")
         parser.add_argument("--continue_train", nargs="?", const=True, default=False, type=auto_only, metavar="auto",
                             help="resume from --epoch (networks, optimisers, schedulers, counters, RNG states); "
                                  "'--continue_train auto' resumes from 'latest' when it has a training state and "
@@ -93,6 +96,13 @@ class TrainOptions(BaseOptions):
                                  "0 = never")
         parser.add_argument("--save_best", action="store_true",
                             help="keep best_net_*.pth + best_train_state.pth for the highest validation T_3 PSNR")
+        parser.add_argument("--keep_best", type=int, default=0, metavar="K",
+                            help="keep the checkpoints of the K epochs with the highest validation T_3 PSNR as "
+                                 "best_epoch<N>_*, listed with their scores in best_checkpoints.json; 0 = off")
+        parser.add_argument("--ema_decay", type=float, default=0.0, metavar="D",
+                            help="keep an exponential moving average of G_T's and G_R's weights with this decay "
+                                 "(e.g. 0.999), saved as <prefix>_net_G_T_ema.pth / _G_R_ema.pth and validated "
+                                 "instead of the training weights; 0 = off")
         # schedule and optimiser
         parser.add_argument("--niter", type=int, default=80, help="epochs at the starting learning rate")
         parser.add_argument("--niter_decay", type=int, default=0, help="epochs to decay the learning rate to zero")
@@ -121,6 +131,12 @@ class TrainOptions(BaseOptions):
         """Refuse flags that contradict each other and a new run over an existing one (before anything is written)."""
         if opt.save_epoch_freq < 0:
             raise UserError(f"--save_epoch_freq {opt.save_epoch_freq}: use a positive number, or 0 for never")
+        for flag in ("keep_best", "keep_last"):
+            if getattr(opt, flag) < 0:
+                raise UserError(f"--{flag} {getattr(opt, flag)}: use a positive number, or 0 for off")
+        if opt.keep_last and not opt.save_epoch_freq:
+            raise UserError(f"--keep_last {opt.keep_last} prunes the epoch checkpoints of --save_epoch_freq, which "
+                            "is 0 (none are saved): drop --keep_last or set --save_epoch_freq")
         if opt.lr_policy == "plateau" and not opt.val_dataroot:
             raise UserError("--lr_policy plateau lowers the learning rate when the validation PSNR stops rising: it "
                             "needs --val_dataroot")

@@ -1,14 +1,15 @@
 """The training loop behind train.py.
 
 Epochs run from --epoch_count to --niter + --niter_decay. Every checkpoint save writes the networks
-(<prefix>_net_<G_T|G_R|D>.pth) and a training state (<prefix>_train_state.pth) so that --continue_train
-resumes exactly, also in the middle of an epoch: the state records the position reached, and the data's
-random draws are a pure function of the seed, the epoch and the position (data/sampling.py). 'latest' is
-saved at the end of every epoch, every --save_latest_freq samples and on Ctrl-C or SIGTERM (at the next
-step boundary, util/signals.py); '<epoch>' every --save_epoch_freq epochs (0 = never); 'final' when
-training ends. On a terminal a progress bar shows every step; in a log file (stdout not a terminal: nohup,
-SLURM) only the --print_freq lines are written, with losses averaged since the last line and an ETA. The run
-holds checkpoints/<name>/train.lock while it trains (util/run_lock.py): one writer per folder. A new run
+(<prefix>_net_<G_T|G_R|D>.pth, with --ema_decay also <prefix>_net_<G_T|G_R>_ema.pth) and a training state
+(<prefix>_train_state.pth) so that --continue_train resumes exactly, also in the middle of an epoch: the state
+records the position reached, and the data's random draws are a pure function of the seed, the epoch and the
+position (data/sampling.py). 'latest' is saved at the end of every epoch, every --save_latest_freq samples and
+on Ctrl-C or SIGTERM (at the next step boundary, util/signals.py); '<epoch>' every --save_epoch_freq epochs
+(0 = never), the older ones removed beyond --keep_last (models/retention.py); 'final' when training ends. On a
+terminal a progress bar shows every step; in a log file (stdout not a terminal: nohup, SLURM) only the
+--print_freq lines are written, with losses averaged since the last line and an ETA. The run holds
+checkpoints/<name>/train.lock while it trains (util/run_lock.py): one writer per folder. A new run
 writes checkpoints/<name>/config.yaml once its seed is known (docs/training.md#the-saved-config).
 """
 
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from data import create_dataset
 from evaluation.reports import score_cells
 from evaluation.validation import Validator, open_validation_set
-from models import checkpoint
+from models import checkpoint, retention
 from models.base_model import NonFiniteLossError
 from options.model_config import create_model
 from options.train_options import record_config
@@ -283,6 +284,11 @@ def train(opt: argparse.Namespace) -> int:
         checkpoint.save_all_ranks(model, "latest", done, trackers.state())
         if opt.save_epoch_freq > 0 and epoch % opt.save_epoch_freq == 0:
             checkpoint.save_all_ranks(model, str(epoch), done, trackers.state())
+            if opt.keep_last and main_process:  # after 'latest' of this epoch: it, not they, is what a resume reads
+                removed = retention.prune_epochs(model.save_dir, epoch, opt.keep_last)
+                if removed:
+                    print(f"--keep_last {opt.keep_last}: removed the checkpoint(s) of epoch(s) "
+                          f"{', '.join(map(str, removed))}")
         if main_process:
             visualizer.write_training_page()
         code = distributed.max_over_ranks(signals.stop_code(), model.device)
@@ -293,8 +299,12 @@ def train(opt: argparse.Namespace) -> int:
     trackers.close()
     if opt.distributed:
         difference = distributed.max_weight_difference(list(model.nets().values()))
+        ema_difference = None
+        if model.averages:  # every rank keeps its own EMA of the same weights: they should agree as well
+            with model.averaged_weights():
+                ema_difference = distributed.max_weight_difference(list(model.nets().values()))
         if main_process:
-            print(distributed.weight_sync_line(opt.world_size, difference))
+            print(distributed.weight_sync_line(opt.world_size, difference, ema_difference))
     if main_process:
         print(f"training done: checkpoints in {model.save_dir} (final, latest)")
     return 0

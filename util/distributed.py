@@ -204,12 +204,20 @@ def max_weight_difference(nets: list[nn.Module]) -> float:
     return float(worst)
 
 
-def weight_sync_line(world_size: int, difference: float) -> str:
-    """Return the line rank 0 prints at the end of a torchrun training: the largest weight difference between ranks."""
-    return f"DDP: {world_size} processes, largest weight difference from rank 0: {difference:g}"
+def weight_sync_line(world_size: int, difference: float, ema_difference: float | None = None) -> str:
+    """Return the line rank 0 prints at the end of a torchrun training: the largest weight difference between ranks.
+
+    With an EMA of the weights (--ema_decay) the line also gives the largest difference of the ranks' EMAs.
+    """
+    ema = "" if ema_difference is None else f", of the EMA: {ema_difference:g}"
+    return f"DDP: {world_size} processes, largest weight difference from rank 0: {difference:g}{ema}"
 
 
 def weight_difference_in(output: str) -> float | None:
-    """Return the weight difference that a training's output reports (weight_sync_line), None if it has no such line."""
-    found = re.findall(r"^DDP: \d+ processes, largest weight difference from rank 0: (\S+)$", output, re.MULTILINE)
-    return float(found[-1]) if found else None
+    """Return the largest weight difference (weights or EMA) a training's output reports (weight_sync_line), or None.
+
+    None when the output has no such line.
+    """
+    line = r"^DDP: \d+ processes, largest weight difference from rank 0: ([^,\s]+)(?:, of the EMA: (\S+))?$"
+    found = re.findall(line, output, re.MULTILINE)
+    return max(float(value) for value in found[-1] if value) if found else None
