@@ -53,7 +53,7 @@ from models import IBCLNConfig, IBCLNModel
 from models.base_model import BaseModel
 from models.ibcln_model import resolve_amp
 from options.base_options import select_kernels
-from tools.throughput import measure, write_photos
+from tools.throughput import measure, write_photos  # noqa: TID251 (a shared module of tools/)
 from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
 
 # name -> (model flags, generator shortcuts on, needs AMP)

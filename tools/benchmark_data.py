@@ -17,7 +17,7 @@ import tempfile
 
 import torch
 
-from tools.throughput import measure, write_photos
+from tools.throughput import measure, write_photos  # noqa: TID251 (a shared module of tools/)
 from util.machine import cpu_model, usable_cores
 
 

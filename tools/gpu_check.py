@@ -35,7 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.gpu_bundle import EXPECTED_INSTALLED, REQUIREMENTS, BundleError, install_bundle, prepare_command
+from tools.gpu_bundle import (  # noqa: TID251 (a shared module of tools/)
+    EXPECTED_INSTALLED,
+    REQUIREMENTS,
+    BundleError,
+    install_bundle,
+    prepare_command,
+)
 from util.distributed import weight_difference_in
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 from conftest import skimage_photo, write_png
 from PIL import Image
 
-import remove_reflection
+import remove_reflection  # noqa: TID251 (its own tests)
 from util.errors import UserError
 from util.machine import cpu_has_native_bf16
 

@@ -31,7 +31,7 @@ from conftest import REPO_ROOT, build_tiny_dataset
 
 from models.base_model import NonFiniteLossError
 from options.model_config import create_model
-from tools import benchmark, gpu_bundle, gpu_check
+from tools import benchmark, gpu_bundle, gpu_check  # noqa: TID251 (their own tests)
 
 THIS_PYTHON = ".".join(map(str, sys.version_info[:2]))
 

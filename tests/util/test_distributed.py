@@ -139,7 +139,7 @@ def test_the_weight_sync_line_reads_back_as_the_difference_it_reports():
 # ----- the commands that use one device refuse torchrun ---------------------------------------------------------
 
 def test_test_evaluate_and_remove_reflection_refuse_torchrun_with_one_line(tmp_path, monkeypatch):
-    import remove_reflection
+    import remove_reflection  # noqa: TID251 (its refusal of torchrun)
     from options.evaluate_options import EvaluateOptions
     from options.test_options import TestOptions
 
