@@ -396,8 +396,10 @@ def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
     left_out: dict[str, str] = {}
     if c.dry:
         left_out["amp_fp16"] = "float16 autocast is CUDA-only (the CPU equivalent is --amp bf16)"
-        left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_speed_options.py covers it)"
-        left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_speed_options.py trains it)"
+        left_out["amp_bf16"] = ("slow first steps of oneDNN bf16 on a small CPU "
+                                "(tests/models/test_speed_options.py covers it)")
+        left_out["channels_last"] = ("time: step 5 runs test.py --channels_last "
+                                     "(tests/models/test_speed_options.py trains it)")
     elif not c.summary.get("environment", {}).get("bf16", True):
         left_out["amp_bf16"] = "this GPU has no native bfloat16 (--amp bf16 is refused there; --amp picks fp16)"
     return {k: v for k, v in variants.items() if k not in left_out}, left_out

@@ -1,13 +1,15 @@
-"""Decoding of odd image files by data.image_folder.load_rgb, and the errors it reports."""
+"""data/image_folder.py: decoding odd image files (load_rgb) and the errors it reports; listing image folders."""
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import build_tiny_dataset, parse_options, skimage_photo, write_png
 from PIL import Image
 
 from data.image_folder import load_rgb, make_dataset
@@ -171,6 +173,25 @@ def test_make_dataset_lists_images_only(tmp_path: Path) -> None:
     names = [Path(p).name for p in make_dataset(str(tmp_path))]
     assert names == ["a.jpg", "b.PNG", "c.JPEG", "d.webp"]
     assert len(make_dataset(str(tmp_path), 2)) == 2
+
+
+def test_images_in_sub_folders_are_listed_sorted_and_counted(tmp_path, capsys):
+    from data.resize_natural_3_dataset import ResizeNatural3Dataset
+
+    root = build_tiny_dataset(tmp_path / "d", n_train=2, n_test=0)
+    photo = skimage_photo("astronaut", (40, 40))
+    for rel in ("2008/b.png", "2008/a.jpg", "2007/deep/c.png"):
+        write_png(photo, root / "trainA1" / rel)
+    (root / "trainA1" / "2007" / "deep" / "loop").symlink_to(root / "trainA1", target_is_directory=True)
+    paths = make_dataset(str(root / "trainA1"))
+    rel = [os.path.relpath(p, root / "trainA1") for p in paths]
+    assert rel == ["2007/deep/c.png", "2008/a.jpg", "2008/b.png", "t0.png", "t1.png"]  # the loop is read once
+    ResizeNatural3Dataset(parse_options("train", ["--dataroot", root, "--gpu_ids", "-1", "--checkpoints_dir",
+                                                  tmp_path / "c", "--vgg_weights", "random", "--num_threads", "0",
+                                                  "--load_size", "36", "--crop_size", "32", "--seed", "5"]))
+    out = capsys.readouterr().out
+    assert f"{root / 'trainA1'}: 5 image(s) in 3 folder(s): . 2, 2007/deep 1, 2008 2" in out
+    assert f"{root / 'trainA2'}: 2 image(s)\n" in out
 
 
 @pytest.mark.parametrize("keep_size", [False, True])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_png
+from helpers import make_openrr_tree, make_rrw_tree, random_image, read_rgb, write_png
 
 from data.layouts import detect_layout, find_pairs
 from data.resize_natural_3_dataset import ResizeNatural3Dataset
@@ -14,47 +14,33 @@ from options.test_options import TestOptions
 from util.errors import UserError
 
 
-def image(seed: int, size: tuple[int, int] = (24, 32)) -> np.ndarray:
-    """Return a random (H, W, 3) uint8 image drawn from seed."""
-    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-
-
 def make_layout(root: Path, layout: str, nested: bool = False) -> Path:
     """Write a tiny set in `layout`: images a and b with ground truth, c without; return root.
 
-    Input k is image(k), its ground truth image(10 + k), so a test can tell which file went where.
+    Input k is random_image(k), its ground truth random_image(10 + k), so a test can tell which file went where.
     """
     for k, name in enumerate(("a", "b", "c")):
         gt = k < 2
         if layout == "testB":
-            write_png(image(k), root / "testB" / f"{name}.png")
+            write_png(random_image(k), root / "testB" / f"{name}.png")
             if gt:
-                write_png(image(10 + k), root / "testA1" / f"{name}.png")
+                write_png(random_image(10 + k), root / "testA1" / f"{name}.png")
         elif layout == "blended":
-            write_png(image(k), root / "blended" / f"{name}.png")
+            write_png(random_image(k), root / "blended" / f"{name}.png")
             if gt:
-                write_png(image(10 + k), root / "transmission_layer" / f"{name}.png")
+                write_png(random_image(10 + k), root / "transmission_layer" / f"{name}.png")
         elif layout == "sir2":
             scene = root / "withgt" / name if nested else root / name
-            write_png(image(k), scene / "m.png")
-            write_png(image(20 + k), scene / "r.png")  # the reflection, not used
+            write_png(random_image(k), scene / "m.png")
+            write_png(random_image(20 + k), scene / "r.png")  # the reflection, not used
             if gt:
-                write_png(image(10 + k), scene / "g.png")
+                write_png(random_image(10 + k), scene / "g.png")
         else:
-            write_png(image(k), root / f"{name}-input.png")
-            write_png(image(20 + k), root / f"{name}-label2.png")  # the reflection, not used
+            write_png(random_image(k), root / f"{name}-input.png")
+            write_png(random_image(20 + k), root / f"{name}-label2.png")  # the reflection, not used
             if gt:
-                write_png(image(10 + k), root / f"{name}-label1.png")
+                write_png(random_image(10 + k), root / f"{name}-label1.png")
     return root
-
-
-def load(path: str | None) -> np.ndarray:
-    """Return the image at path as an array."""
-    from PIL import Image
-
-    assert path is not None
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 LAYOUT_CASES = [("testB", False), ("blended", False), ("sir2", False), ("sir2", True), ("ceilnet", False)]
@@ -69,9 +55,9 @@ def test_every_layout_is_detected_and_paired(tmp_path: Path, layout: str, nested
     prefix = "withgt_" if nested else ""
     assert [p.name for p in pairs] == [f"{prefix}a", f"{prefix}b", f"{prefix}c"]
     for k, pair in enumerate(pairs):
-        np.testing.assert_array_equal(load(pair.input), image(k))
+        np.testing.assert_array_equal(read_rgb(pair.input), random_image(k))
         if k < 2:
-            np.testing.assert_array_equal(load(pair.gt), image(10 + k))
+            np.testing.assert_array_equal(read_rgb(pair.gt), random_image(10 + k))
         else:
             assert pair.gt is None
 
@@ -84,14 +70,15 @@ def test_the_test_dataset_reads_every_layout(tmp_path: Path, layout: str, nested
     assert dataset.layout == layout and len(dataset) == 3
     first, last = dataset[0], dataset[2]
     assert first["name"] == ("withgt_a" if nested else "a") and bool(first["has_gt"]) and not bool(last["has_gt"])
-    np.testing.assert_array_equal((first["T"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), image(10))
+    gt = (first["T"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(gt, random_image(10))
     assert dataset.only_with_ground_truth() == [last["name"]] and len(dataset) == 2
 
 
 def test_a_plain_photo_folder_is_not_taken_for_a_ceilnet_set(tmp_path: Path) -> None:
     """shared/real_photos-like: some names end in -input, none in -label1: no layout, and the error says testB/."""
-    write_png(image(1), tmp_path / "photos" / "glass-input.png")
-    write_png(image(2), tmp_path / "photos" / "window.png")
+    write_png(random_image(1), tmp_path / "photos" / "glass-input.png")
+    write_png(random_image(2), tmp_path / "photos" / "window.png")
     with pytest.raises(UserError, match=r"no known test-set layout.*photos without ground truth go in testB/"):
         find_pairs(str(tmp_path / "photos"))
 
@@ -111,11 +98,11 @@ def test_forced_layout_and_no_layout(tmp_path: Path) -> None:
 
 def test_two_files_with_one_name_are_an_error(tmp_path: Path) -> None:
     root = make_layout(tmp_path / "set", "sir2")
-    write_png(image(5), root / "a" / "m.jpg")
+    write_png(random_image(5), root / "a" / "m.jpg")
     with pytest.raises(UserError, match="m.jpg, m.png are all named 'm'"):
         find_pairs(str(root))
     root = make_layout(tmp_path / "set2", "blended")
-    write_png(image(5), root / "transmission_layer" / "a.jpg")
+    write_png(random_image(5), root / "transmission_layer" / "a.jpg")
     with pytest.raises(UserError, match="transmission_layer: a.jpg and a.png share the name 'a'"):
         find_pairs(str(root))
 
@@ -126,9 +113,9 @@ def test_two_files_with_one_name_are_an_error(tmp_path: Path) -> None:
 def renamed_set(root: Path, inputs: int = 3, gts: int = 3) -> Path:
     """Write testB/in_k.png and testA1/gt_k.png: the same pictures under names that never match."""
     for k in range(inputs):
-        write_png(image(k), root / "testB" / f"in_{k}.png")
+        write_png(random_image(k), root / "testB" / f"in_{k}.png")
     for k in range(gts):
-        write_png(image(10 + k), root / "testA1" / f"gt_{k}.png")
+        write_png(random_image(10 + k), root / "testA1" / f"gt_{k}.png")
     return root
 
 
@@ -153,49 +140,13 @@ def test_pair_by_sorted_pairs_in_sorted_order_and_refuses_different_counts(tmp_p
 
 def test_a_partial_ground_truth_folder_is_still_fine(tmp_path: Path, capsys) -> None:
     root = make_layout(tmp_path / "set", "testB")
-    write_png(image(9), root / "testA1" / "orphan.png")
+    write_png(random_image(9), root / "testA1" / "orphan.png")
     _, pairs = find_pairs(str(root))
     assert [p.gt is not None for p in pairs] == [True, True, False]
     assert "orphan.png" in capsys.readouterr().out
 
 
 # ----- the newer real data sets as their authors distribute them (docs/data.md) -------------------------
-
-
-def make_openrr_tree(root: Path, size: tuple[int, int] = (24, 32)) -> Path:
-    """Write an OpenRR-1k-shaped tree: train_800 (3 pairs) and test_100 (2 pairs) one level deeper under their own
-    name, as unzipping train_800.zip into train_800/ gives, and val_100 (2 pairs) directly; return root.
-
-    Pair k of a split is <split>_000k.jpg in blended/ (input, image(seed)) and transmission_layer/ (image(seed + 50)).
-    """
-    for split, n, doubled, seed in (("train_800", 3, True, 0), ("val_100", 2, False, 10), ("test_100", 2, True, 20)):
-        folder = root / split / split if doubled else root / split
-        for k in range(n):
-            name = f"{split.split('_')[0]}_{k + 1:04d}.jpg"
-            write_png(image(seed + k, size), folder / "blended" / name)
-            write_png(image(seed + k + 50, size), folder / "transmission_layer" / name)
-    return root
-
-
-def make_rrw_session(session: Path, gt_folder: str, scenes: dict[str, int], gt_suffix: str = "_GT",
-                     size: tuple[int, int] = (24, 32)) -> Path:
-    """Write one RRW-shaped capture session: scene -> frames; a scene with a ground truth gets
-    <gt_folder>/<scene><gt_suffix>.png, one whose name starts with 'nogt' none; return the session."""
-    for s, (scene, frames) in enumerate(scenes.items()):
-        for f in range(frames):
-            write_png(image(100 + 10 * s + f, size), session / scene / f"frame_{30 + 25 * f:06d}.jpg")
-        if not scene.startswith("nogt"):
-            write_png(image(200 + s, size), session / gt_folder / f"{scene}{gt_suffix}.png")
-    return session
-
-
-def make_rrw_tree(root: Path) -> Path:
-    """Write an RRW-shaped tree of two sessions (the ground-truth folder and suffix in two letter cases), plus a
-    ground truth without a scene folder and a scene without a ground truth; return root."""
-    make_rrw_session(root / "ref_hf3", "GT_hf3", {"wild_out1": 2, "wild_out2": 1, "nogt_scene": 1})
-    make_rrw_session(root / "reflection_camera1", "gt_CAMERA1", {"room": 2}, gt_suffix="_gt")
-    write_png(image(99), root / "ref_hf3" / "GT_hf3" / "orphan_GT.png")
-    return root
 
 
 def test_an_openrr1k_tree_is_detected_and_each_split_is_a_test_set(tmp_path: Path) -> None:
@@ -242,7 +193,7 @@ def test_an_rrw_tree_pairs_every_frame_with_its_scene_ground_truth(tmp_path: Pat
     assert by_name["ref_hf3_wild_out1_frame_000055"].gt == str(root / "ref_hf3" / "GT_hf3" / "wild_out1_GT.png")
     assert by_name["reflection_camera1_room_frame_000030"].gt == str(
         root / "reflection_camera1" / "gt_CAMERA1" / "room_gt.png")
-    np.testing.assert_array_equal(load(by_name["ref_hf3_wild_out2_frame_000030"].gt), image(201))
+    np.testing.assert_array_equal(read_rgb(by_name["ref_hf3_wild_out2_frame_000030"].gt), random_image(201))
     assert "orphan" in capsys.readouterr().out  # a ground truth without frames is named, not scored
     layout, pairs = find_pairs(str(root / "reflection_camera1"))  # one unzipped session on its own
     assert layout == "rrw" and [p.name for p in pairs] == ["room_frame_000030", "room_frame_000055"]
@@ -257,6 +208,6 @@ def test_the_test_dataset_reads_the_newer_real_sets(tmp_path: Path) -> None:
         assert dataset.layout == layout and len(dataset) == count
         first = dataset[1]
         gt = (first["T"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        np.testing.assert_array_equal(gt, load(dataset.pairs[1].gt))
+        np.testing.assert_array_equal(gt, read_rgb(dataset.pairs[1].gt))
     opt = TestOptions().parse(["--dataroot", str(rrw), "--gpu_ids", "-1", "--layout", "rrw"], save=False)
     assert ResizeNatural3Dataset(opt).only_with_ground_truth() == ["ref_hf3_nogt_scene_frame_000030"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import FIXTURES
 
 from data.synthesis import (
     VIGNETTE_SIZE,
@@ -21,8 +21,6 @@ from data.synthesis import (
     vignette_mask,
     vignette_window,
 )
-
-FIXTURES = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")

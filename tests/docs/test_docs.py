@@ -1,5 +1,5 @@
-"""The documentation: README.md stays a short front door, every relative link and #anchor resolves, and no
-tracked file points outside the repository."""
+"""The documentation: README.md stays a short front door, every relative link and #anchor resolves, no tracked
+file points outside the repository, and docs/protocol.md names real flags."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import REPO_ROOT
+import pytest
+from helpers import REPO_ROOT
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -49,6 +50,7 @@ def test_every_relative_link_and_anchor_resolves():
     assert not broken, broken
 
 
+@pytest.mark.slow  # git ls-files
 def test_no_tracked_file_points_outside_the_repository():
     files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     needles = ("../" + "shared", "SP" + "EC", "issue" + " #")  # split, so that this file does not match itself
@@ -60,3 +62,19 @@ def test_no_tracked_file_points_outside_the_repository():
         text = path.read_text(encoding="utf-8", errors="replace")
         offending += [f"{name}: {needle}" for needle in needles if needle in text]
     assert not offending, offending
+
+
+def test_protocol_page_names_real_flags_and_every_policy_with_measured_baselines() -> None:
+    from options.evaluate_options import EvaluateOptions
+
+    page = (REPO_ROOT / "docs" / "protocol.md").read_text()
+    assert "protocol.md" in (REPO_ROOT / "docs" / "evaluation.md").read_text()
+    options = EvaluateOptions()
+    options.gather_options(["--sets", "x=y"])
+    known = set(options.parser._option_string_actions)
+    flags = set(re.findall(r"`(--[a-z_]+)", page))
+    assert {"--align", "--keep_size", "--psnr", "--pred", "--pred_resize", "--epoch"} <= flags
+    assert flags - known - {"--if_align", "--val_align", "--val_keep_size"} == set()  # DSRNet's; training's
+    for policy in ("released", "original", "align32"):
+        rows = [line for line in page.splitlines() if line.startswith(f"| {policy} |")]
+        assert {row.split("|")[2].strip() for row in rows} >= {"ceilnet_synthetic100", "real_pairs5"}, policy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, skimage_photo
+from helpers import REPO_ROOT, skimage_photo
 
 from models import ReflectionRemover, load_ibcln
 from util.errors import UserError

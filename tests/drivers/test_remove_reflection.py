@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import skimage_photo, write_png
+from helpers import skimage_photo, write_png
 from PIL import Image
 
 import remove_reflection  # noqa: TID251 (its own tests)
@@ -36,6 +36,7 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # runs test.py
 @pytest.mark.parametrize(("ours", "theirs"), [
     ((), ()),
     (("--steps", "1"), ()),
@@ -104,6 +105,7 @@ def test_bad_and_missing_inputs_are_skipped_with_one_line_each_and_exit_1(tmp_pa
     assert "Traceback" not in err and (tmp_path / "out" / "good_T.png").is_file()
 
 
+@pytest.mark.slow  # the exit path of remove_reflection.py itself
 def test_missing_weights_name_both_files(tmp_path, capsys, script_runner):
     image = write_png(skimage_photo("coffee", (24, 28)), tmp_path / "x.png")
     proc = script_runner("remove_reflection.py", image, "--weights", tmp_path / "nothing", "--out", tmp_path / "out")

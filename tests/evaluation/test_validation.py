@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset, run_script
+from helpers import (
+    REPO_ROOT,
+    TORCHRUN,
+    aligned,
+    assert_same_weights,
+    build_tiny_dataset,
+    independent_identity,
+    load_state,
+    make_sized_set,
+    run_script,
+    save_random_generators,
+    script_env,
+)
 
 from models.ibcln_model import ROLES
 from util.distributed import weight_difference_in
+from util.errors import UserError
 from util.files import atomic_torch_save
 from util.logs import val_columns
 
-NETS = ("G_T", "G_R", "D")
 VAL_COLUMNS = val_columns(ROLES.labels)
 
 
@@ -35,20 +45,6 @@ def train(*args: str) -> subprocess.CompletedProcess:
     proc = run_script("train.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def load(path: Path) -> dict:
-    """Return a saved state_dict or training state (safe loading)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_networks(a: Path, prefix_a: str, b: Path, prefix_b: str) -> None:
-    """Assert that two checkpoints hold bit-identical networks."""
-    for net in NETS:
-        sa, sb = load(a / f"{prefix_a}_net_{net}.pth"), load(b / f"{prefix_b}_net_{net}.pth")
-        assert sa.keys() == sb.keys()
-        for key in sa:
-            assert torch.equal(sa[key], sb[key]), f"{net} {key} differs"
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -71,6 +67,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "ckpt": ckpt, "full_out": full.stdout, "extended_out": extended.stdout, "base": base}
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_equals_the_uninterrupted_longer_run(runs):
     """--niter 1 then --niter 2 --continue_train trains epoch 2 at the new schedule's lr: bit-identical weights.
 
@@ -78,11 +75,12 @@ def test_extending_a_finished_run_equals_the_uninterrupted_longer_run(runs):
     """
     out = runs["extended_out"]
     assert "niter 1 -> 2" in out and out.count("note: the learning-rate schedule changed") == 1
-    assert_same_networks(runs["ckpt"] / "full", "final", runs["ckpt"] / "extended", "final")
-    state = load(runs["ckpt"] / "extended" / "final_train_state.pth")
+    assert_same_weights(runs["ckpt"] / "full", runs["ckpt"] / "extended", "final", "final")
+    state = load_state(runs["ckpt"] / "extended" / "final_train_state.pth")
     assert state["schedule"]["niter"] == 2 and state["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_unchanged_resume_from_epoch_1_equals_the_uninterrupted_run(runs, tmp_path):
     ckpt = tmp_path / "c"
     (ckpt / "full").mkdir(parents=True)
@@ -90,9 +88,10 @@ def test_unchanged_resume_from_epoch_1_equals_the_uninterrupted_run(runs, tmp_pa
         shutil.copy(file, ckpt / "full" / file.name)
     out = train(*train_args(runs["root"], ckpt, "full", "--niter", "2", "--continue_train", "--epoch", "1")).stdout
     assert "resuming after epoch 1" in out and "schedule changed" not in out
-    assert_same_networks(runs["ckpt"] / "full", "final", ckpt / "full", "final")
+    assert_same_weights(runs["ckpt"] / "full", ckpt / "full", "final", "final")
 
 
+@pytest.mark.slow
 def test_val_log_has_one_row_per_epoch_and_matches_test_py_on_the_best_checkpoint(runs, tmp_path):
     header, rows = read_log(runs["ckpt"] / "full" / "val_log.csv")
     assert header == VAL_COLUMNS
@@ -102,8 +101,8 @@ def test_val_log_has_one_row_per_epoch_and_matches_test_py_on_the_best_checkpoin
     psnr = [float(r["PSNR_T_3"]) for r in rows]
     best_epoch = int(rows[psnr.index(max(psnr))]["epoch"])
     best = runs["ckpt"] / "full"
-    assert load(best / "best_train_state.pth")["epoch"] == best_epoch
-    assert_same_networks(best, "best", best, str(best_epoch))
+    assert load_state(best / "best_train_state.pth")["epoch"] == best_epoch
+    assert_same_weights(best, best, "best", str(best_epoch))
     for prefix, row in (("best", rows[best_epoch - 1]), ("1", rows[0])):
         proc = run_script("test.py", "--dataroot", runs["root"], "--name", "full", "--checkpoints_dir", runs["ckpt"],
                           "--results_dir", tmp_path, "--gpu_ids", "-1", "--epoch", prefix)
@@ -115,11 +114,12 @@ def test_val_log_has_one_row_per_epoch_and_matches_test_py_on_the_best_checkpoin
             assert float(mean[column]) == pytest.approx(float(row[column]), abs=tolerance), (prefix, column)
 
 
+@pytest.mark.slow
 def test_resumed_run_keeps_a_better_best_and_appends_to_the_log(runs, tmp_path):
     ckpt = tmp_path / "c"
     shutil.copytree(runs["ckpt"] / "full", ckpt / "full")
     state_path = ckpt / "full" / "best_train_state.pth"
-    state = load(state_path)
+    state = load_state(state_path)
     state["extra"]["PSNR_T_3"] = 99.0  # a best no later epoch of this tiny run can reach
     atomic_torch_save(state, str(state_path))
     before = {p.name: p.read_bytes() for p in (ckpt / "full").glob("best_*.pth")}
@@ -132,6 +132,7 @@ def test_resumed_run_keeps_a_better_best_and_appends_to_the_log(runs, tmp_path):
     assert (ckpt / "full" / "val_log.csv").read_text().count("epoch,samples") == 1
 
 
+@pytest.mark.slow
 def test_undecodable_validation_image_is_skipped_with_one_warning_and_counted(tmp_path):
     root = build_tiny_dataset(tmp_path / "d", n_test=2)
     (root / "testB" / "img9.png").write_bytes(b"not a png")
@@ -144,6 +145,7 @@ def test_undecodable_validation_image_is_skipped_with_one_warning_and_counted(tm
     assert [r["images"] for r in rows] == ["2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "no_testB", "no_ground_truth", "best_without_val"])
 def test_bad_validation_input_is_one_line_error_before_training(tmp_path, case):
     root = build_tiny_dataset(tmp_path / "d", n_test=2)
@@ -169,15 +171,14 @@ def test_bad_validation_input_is_one_line_error_before_training(tmp_path, case):
     assert not list((tmp_path / "c" / "bad").glob("*.pth"))
 
 
+@pytest.mark.slow
 def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
     root = build_tiny_dataset(tmp_path / "d", n_test=2)
     ckpt = tmp_path / "c"
-    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO_ROOT / "train.py"),
+    command = [*TORCHRUN, str(REPO_ROOT / "train.py"),
                *train_args(root, ckpt, "ddp", "--niter", "2", "--batch_size", "1", "--val_dataroot", str(root),
                            "--save_best")]
-    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=script_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("validation after epoch") == 2
     assert "DDP: 2 processes" in proc.stdout and weight_difference_in(proc.stdout) == 0  # ranks in sync
@@ -190,16 +191,14 @@ def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
 @pytest.fixture
 def validation_setup(tmp_path, make_options):
     """Return (a test model with random generators, the validation set of a tiny folder, the training options)."""
-    from test_bad_input import save_random_generators
-
     from evaluation.testing import load_test_model
     from evaluation.validation import open_validation_set
 
     root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=2)
-    save_random_generators(tmp_path / "ck" / "rand")
+    save_random_generators(tmp_path / "ck" / "rand", ngf=8)
     train_opt = make_options("train", "--dataroot", root, "--val_dataroot", root)
     model = load_test_model(make_options("test", "--dataroot", root, "--name", "rand", "--epoch", "final",
-                                         "--checkpoints_dir", tmp_path / "ck"))
+                                         "--checkpoints_dir", tmp_path / "ck", "--ngf", "8"))
     return model, open_validation_set(train_opt), train_opt
 
 
@@ -238,3 +237,23 @@ def test_validation_asks_the_dataset_mode_to_check_its_flags(tmp_path, make_opti
     root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=1)
     open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "8"))
     assert (8, False, "--val_") in calls  # the validation flags, named as validation's
+
+
+def test_validation_align_scores_the_aligned_pair(tmp_path: Path, make_options) -> None:
+    from evaluation.testing import load_test_model
+    from evaluation.validation import open_validation_set, validate
+
+    root = make_sized_set(tmp_path / "set")
+    save_random_generators(tmp_path / "ck" / "rand", ngf=8)
+    train_opt = make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32")
+    dataset = open_validation_set(train_opt)
+    assert "multiples of 32" in dataset.size_policy()
+    model = load_test_model(make_options("test", "--dataroot", root, "--name", "rand", "--epoch", "final",
+                                         "--checkpoints_dir", tmp_path / "ck", "--ngf", "8"))
+    result = validate(model, dataset, train_opt)
+    in_psnr, in_ssim = independent_identity(root, aligned)
+    assert result.images == 3
+    assert result.scores["I"] == pytest.approx((in_psnr, in_ssim), abs=1e-9)
+    with pytest.raises(UserError, match="--val_align 32 with --val_keep_size"):
+        open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32",
+                                         "--val_keep_size"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import skimage_photo
+from helpers import skimage_photo
 from PIL import Image
 
 from models import load_ibcln, memory

@@ -1,18 +1,18 @@
 """Conformance with the released IBCLN: deterministic weights on the reference image give the golden outputs.
 
-tests/data/make_weights.py builds generator weights from the key list and a seed (G_T seed 1, G_R seed 2);
+tests/fixtures/make_weights.py builds generator weights from the key list and a seed (G_T seed 1, G_R seed 2);
 golden_a_seed1.npz holds T1..T3 and R1..R3 (clamped) of the released code for reference_data/testB/a.png, and
 expected_seed1/ the PNGs its test.py writes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import FIXTURES
 from PIL import Image
 
 from data.image_folder import load_rgb
@@ -20,14 +20,12 @@ from models.ibcln_model import run_cascade
 from models.networks import ConvLSTMGenerator
 from util.images import to_tensor
 
-DATA = Path(__file__).parent / "data"
-REFERENCE_INPUT = DATA / "reference_data" / "testB" / "a.png"
+REFERENCE_INPUT = FIXTURES / "reference_data" / "testB" / "a.png"
 
 
 @pytest.fixture(scope="module")
-def weights(make_weights) -> dict[str, dict[str, torch.Tensor]]:
-    keys = json.loads((DATA / "generator_keys.json").read_text())
-    return {"G_T": make_weights.make_state_dict(keys, 1), "G_R": make_weights.make_state_dict(keys, 2)}
+def weights(golden_states) -> dict[str, dict[str, torch.Tensor]]:
+    return {"G_T": golden_states[0], "G_R": golden_states[1]}
 
 
 def _generator(state: dict[str, torch.Tensor]) -> ConvLSTMGenerator:
@@ -54,7 +52,7 @@ def ours(weights, reference_image):
 
 def test_cascade_matches_golden_arrays(ours):
     fake_Ts, fake_Rs = ours
-    golden = np.load(DATA / "golden_a_seed1.npz")
+    golden = np.load(FIXTURES / "golden_a_seed1.npz")
     assert sorted(golden.files) == ["R1", "R2", "R3", "T1", "T2", "T3"]
     for name in golden.files:
         expected = golden[name]
@@ -66,7 +64,7 @@ def test_cascade_matches_golden_arrays(ours):
 
 def test_golden_arrays_are_not_trivial():
     # Guards the conformance test: the golden steps differ from each other and from the input.
-    golden = np.load(DATA / "golden_a_seed1.npz")
+    golden = np.load(FIXTURES / "golden_a_seed1.npz")
     image = to_tensor(load_rgb(str(REFERENCE_INPUT))).numpy()
     for name in golden.files:
         assert np.abs(golden[name] - image).max() > 0.05
@@ -94,6 +92,7 @@ def _png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.slow
 def test_test_py_writes_the_expected_pngs(tmp_path, weights, script_runner):
     name = "conformance"
     folder = tmp_path / "checkpoints" / name
@@ -101,12 +100,12 @@ def test_test_py_writes_the_expected_pngs(tmp_path, weights, script_runner):
     for net, state in weights.items():
         torch.save(state, folder / f"final_net_{net}.pth")
     results = tmp_path / "results"
-    proc = script_runner("test.py", "--dataroot", str(DATA / "reference_data"), "--name", name, "--model", "IBCLN",
+    proc = script_runner("test.py", "--dataroot", str(FIXTURES / "reference_data"), "--name", name, "--model", "IBCLN",
                          "--checkpoints_dir", str(tmp_path / "checkpoints"), "--results_dir", str(results),
                          "--epoch", "final", "--gpu_ids", "-1", "--preprocess", "", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     images = results / name / "test_final" / "images"
-    expected_files = sorted((DATA / "expected_seed1").glob("*.png"))
+    expected_files = sorted((FIXTURES / "expected_seed1").glob("*.png"))
     assert len(expected_files) == 10
     for expected in expected_files:
         ours = images / expected.name

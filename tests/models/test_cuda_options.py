@@ -13,6 +13,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import brightened_batch
 
 from models.ibcln_model import RECOMPILE_LIMIT, resolve_amp
 from models.networks import ConvLSTMGenerator
@@ -71,21 +72,12 @@ def eager_dynamo(monkeypatch):
     torch._dynamo.reset()
 
 
-def _batch(size: int = 32) -> dict:
-    gen = torch.Generator().manual_seed(1)
-    t = torch.rand(2, 3, size, size, generator=gen)
-    resize = torch.nn.functional.interpolate
-    return {"I": (0.7 * t + 0.2).clamp(0, 1), "T": t, "T2": resize(t, scale_factor=0.5),
-            "T4": resize(t, scale_factor=0.25), "alpha": torch.tensor([0.7, 0.9]),
-            "isNatural": torch.tensor([False, True])}
-
-
 def test_compiled_training_with_validation_stays_compiled(make_options, tmp_path, eager_dynamo):
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
     model = _model(make_options, tmp_path, "train", "--compile")
     model.train()
-    model.set_input(_batch())
+    model.set_input(brightened_batch())
     model.optimize_parameters()
     for height, width in ((32, 48), (40, 40)):  # validation images of two sizes, as train.py validates
         image = torch.rand(1, 3, height, width)
@@ -93,7 +85,7 @@ def test_compiled_training_with_validation_stays_compiled(make_options, tmp_path
         model.set_input({"I": image, "T": image, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=bool)})
         model.test(scored_only=True)
     model.train()
-    model.set_input(_batch())
+    model.set_input(brightened_batch())
     model.optimize_parameters()  # back to training: its variants are still cached
     # G_T and G_R share one code object; its variants exceed dynamo's default limit of 8, which would have
     # raised here (fail_on_recompile_limit_hit) instead of silently running the rest uncompiled.
@@ -137,6 +129,6 @@ def test_deterministic_option_switches_torch_to_deterministic_algorithms(make_op
     assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # what cuBLAS needs to be deterministic
     # A training step runs in this mode (on the CPU every op it uses has a deterministic kernel).
-    model.set_input(_batch())
+    model.set_input(brightened_batch())
     model.optimize_parameters()
     assert all(torch.isfinite(torch.tensor(list(model.get_current_losses().values()))))

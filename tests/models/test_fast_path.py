@@ -38,7 +38,7 @@ def test_explicit_values_win_and_bad_ones_are_user_errors():
         resolve_channels_last("maybe", CPU, "test")
 
 
-def test_test_py_defaults_to_auto_and_training_to_nchw(make_options, tmp_path, capsys):
+def test_test_py_defaults_to_auto_and_training_to_nchw(make_options, tmp_path, capsys, no_perceptual_net):
     model = create_model(make_options("test", "--dataroot", str(tmp_path), "--name", "t"))
     assert model.channels_last is True and model.netG_T.conv1[0].weight.is_contiguous(
         memory_format=torch.channels_last)
@@ -51,7 +51,7 @@ def test_test_py_defaults_to_auto_and_training_to_nchw(make_options, tmp_path, c
     assert alone.channels_last == "on" and create_model(alone).channels_last is True
 
 
-def test_training_auto_follows_the_rule_on_this_machine(make_options, tmp_path):
+def test_training_auto_follows_the_rule_on_this_machine(make_options, tmp_path, no_perceptual_net):
     auto = create_model(make_options("train", "--dataroot", str(tmp_path), "--name", "t", "--channels_last", "auto"))
     assert auto.channels_last is channels_last_rule(CPU, "train")[0]
     if cpu_has_native_bf16():

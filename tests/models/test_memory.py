@@ -1,9 +1,6 @@
-"""models/memory.py: the peak-memory estimate and --tile auto's plan; util/machine.py: the memory available."""
+"""models/memory.py: the peak-memory estimate and --tile auto's plan."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -50,47 +47,3 @@ def test_descriptions():
     assert memory.TilePlan(0, 128).describe(10, 20) == "20x10: whole image"
     plan = memory.TilePlan(0, 128, estimate=3 * 2**30, available=16 * 2**30, where="RAM")
     assert plan.describe(10, 20) == "20x10: whole image (a whole-image pass needs ~3.0 GiB, 16.0 GiB of RAM available)"
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def fake_cgroups(monkeypatch, tmp_path: Path, proc: str) -> Path:
-    root = tmp_path / "cgroup"
-    monkeypatch.setattr(machine, "CGROUP_MOUNTS", (
-        (str(root), "", "memory.max", "memory.current"),
-        (str(root / "memory"), "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")))
-    write(tmp_path / "proc_cgroup", proc)
-    monkeypatch.setattr(machine, "PROC_SELF_CGROUP", str(tmp_path / "proc_cgroup"))
-    return root
-
-
-def test_cgroup_v1_limit_on_an_ancestor(monkeypatch, tmp_path):
-    root = fake_cgroups(monkeypatch, tmp_path, "9:memory:/jobs/42\n1:name=systemd:/\n")
-    write(root / "memory" / "memory.limit_in_bytes", str(2**63 - 4096))  # the root: no limit
-    write(root / "memory" / "memory.usage_in_bytes", "0")
-    write(root / "memory" / "jobs" / "memory.limit_in_bytes", str(8 * 2**30))
-    write(root / "memory" / "jobs" / "memory.usage_in_bytes", str(3 * 2**30))
-    write(root / "memory" / "jobs" / "42" / "memory.limit_in_bytes", str(2**63 - 4096))
-    write(root / "memory" / "jobs" / "42" / "memory.usage_in_bytes", str(2**30))
-    assert machine.cgroup_headroom() == 5 * 2**30
-
-
-def test_cgroup_v2_takes_the_tightest_level_and_ignores_max(monkeypatch, tmp_path):
-    root = fake_cgroups(monkeypatch, tmp_path, "0::/user/session\n")
-    write(root / "user" / "session" / "memory.max", "max")
-    write(root / "user" / "session" / "memory.current", str(2**30))
-    write(root / "user" / "memory.max", str(6 * 2**30))
-    write(root / "user" / "memory.current", str(2 * 2**30))
-    assert machine.cgroup_headroom() == 4 * 2**30
-    write(root / "user" / "memory.max", "max")
-    assert machine.cgroup_headroom() is None
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/meminfo (Linux)")
-def test_available_ram_is_known_and_positive_here():
-    available = machine.cpu_available_bytes()
-    assert available is not None and 0 < available <= machine._read_meminfo()["MemTotal"]
-    assert machine.available_bytes(CPU)[1] == "RAM"

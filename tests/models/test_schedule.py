@@ -5,10 +5,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from conftest import build_tiny_dataset
+from helpers import build_tiny_dataset
 
 from models import IBCLNConfig, IBCLNModel, checkpoint
 from util.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("no_perceptual_net")  # the schedule never runs the perceptual loss
 
 PATIENCE = 5  # validations without a 1% rise before the plateau policy lowers the lr (models/schedule.py)
 

@@ -3,59 +3,39 @@
 Plain = the released computation: four gate convolutions, the full first step, every output head, ReLU out of
 place, NCHW. Tolerance for fused gates, zero-state skip, unused heads, in-place ReLU and channels_last:
 max |fast - plain| <= 1e-5 x max |plain|, per output and per gradient tensor (fp32 rounding is ~1e-7; these
-paths only reorder sums or use other convolution kernels). Tiling is exact for a pixel-wise cascade and equal
-to the whole-image run with one tile. Inputs are 32x48, weights tests/data/make_weights.py's (O(1) activations).
-bf16 autocast (--amp) does change results: it has its own, stated tolerances (BF16_* below).
+paths only reorder sums or use other convolution kernels). Inputs are 32x48, weights
+tests/fixtures/make_weights.py's (O(1) activations).
+bf16 autocast (--amp) does change results: it has its own, stated tolerances (helpers.BF16_*).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import json
-import re
 import warnings
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import (
+    BF16_GRAD_COSINE,
+    BF16_LOSS_REL,
+    BF16_TEST_MAX,
+    BF16_TEST_MEAN,
+    FAST,
+    FP16_TEST_MAX,
+    FP16_TEST_MEAN,
+    PLAIN,
+    REL,
+    assert_near,
+    generator_from,
+    mixture_batch,
+)
 
-from models import checkpoint, tiling
+from models import checkpoint
 from models.ibcln_model import resolve_amp, run_cascade
 from models.networks import ConvLSTMGenerator
 from options.model_config import create_model
 from util import machine
 from util.errors import UserError
-
-DATA = Path(__file__).parent / "data"
-REPO = Path(__file__).resolve().parent.parent
-PLAIN = {"fused_gates": False, "skip_zero_state": False, "skip_unused_heads": False, "inplace_relu": False}
-FAST = {"fused_gates": True, "skip_zero_state": True, "skip_unused_heads": True, "inplace_relu": True}
-REL = 1e-5  # the stated tolerance: max |fast - plain| <= REL * max |plain|, per tensor (fp32 rounding is ~1e-7)
-
-
-def assert_near(got: torch.Tensor, ref: torch.Tensor, rel: float = REL, what: str = "") -> None:
-    """Assert that got equals ref up to rel times ref's largest magnitude (the scale of fp32 rounding there)."""
-    assert got.shape == ref.shape, what
-    err, scale = float((got - ref).abs().max()), float(ref.abs().max())
-    assert err <= rel * scale + 1e-12, f"{what}: max |difference| {err:.3g} > {rel:g} x {scale:.3g}"
-
-
-@pytest.fixture(scope="module")
-def keys() -> list:
-    return json.loads((DATA / "generator_keys.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def states(keys, make_weights) -> tuple[dict, dict]:
-    return make_weights.make_state_dict(keys, 1), make_weights.make_state_dict(keys, 2)
-
-
-def _gen(state: dict, **config) -> ConvLSTMGenerator:
-    net = ConvLSTMGenerator()
-    net.load_state_dict(state)
-    return net.eval().configure(**config)
 
 
 def _step_with_grads(net: ConvLSTMGenerator, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
@@ -94,10 +74,10 @@ def _assert_grads_close(got: dict, ref: dict) -> None:
 
 # ----- the generator's shortcuts -------------------------------------------------------------------------------
 
-def test_fused_gates_match_four_convolutions_with_gradients(states):
+def test_fused_gates_match_four_convolutions_with_gradients(golden_states):
     x, h, c = _inputs(state=True)
-    ref_out, ref_grads, ref_in = _step_with_grads(_gen(states[0], **PLAIN), x, h, c)
-    out, grads, in_grads = _step_with_grads(_gen(states[0], **{**PLAIN, "fused_gates": True}), x, h, c)
+    ref_out, ref_grads, ref_in = _step_with_grads(generator_from(golden_states[0], **PLAIN), x, h, c)
+    out, grads, in_grads = _step_with_grads(generator_from(golden_states[0], **{**PLAIN, "fused_gates": True}), x, h, c)
     assert len(out) == len(ref_out) == 5
     for a, b in zip(out, ref_out):
         assert_near(a, b)
@@ -106,17 +86,19 @@ def test_fused_gates_match_four_convolutions_with_gradients(states):
     for a, b in zip(in_grads, ref_in):
         assert_near(a, b)
     # The state is not trivial: h and c change the result.
-    other, _, _ = _step_with_grads(_gen(states[0], **PLAIN), x, torch.zeros_like(h), torch.zeros_like(c))
+    other, _, _ = _step_with_grads(generator_from(golden_states[0], **PLAIN), x, torch.zeros_like(h),
+                                   torch.zeros_like(c))
     assert (other[0] - ref_out[0]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_zero_state_skip_matches_the_full_first_step(states, fused):
+def test_zero_state_skip_matches_the_full_first_step(golden_states, fused):
     x, _, _ = _inputs(state=False)
     zeros = torch.zeros(2, 256, 8, 12)
-    ref_out, ref_grads, ref_in = _step_with_grads(_gen(states[0], **PLAIN), x, zeros.clone().requires_grad_(),
+    ref_out, ref_grads, ref_in = _step_with_grads(generator_from(golden_states[0], **PLAIN), x,
+                                                  zeros.clone().requires_grad_(),
                                                   zeros.clone().requires_grad_())
-    net = _gen(states[0], **{**PLAIN, "fused_gates": fused, "skip_zero_state": True})
+    net = generator_from(golden_states[0], **{**PLAIN, "fused_gates": fused, "skip_zero_state": True})
     out, grads, in_grads = _step_with_grads(net, x, None, None)
     for a, b in zip(out, ref_out):
         assert_near(a, b)
@@ -127,12 +109,12 @@ def test_zero_state_skip_matches_the_full_first_step(states, fused):
     assert_near(in_grads[0], ref_in[0])
 
 
-def test_unused_heads_are_left_out_only_when_allowed(states):
+def test_unused_heads_are_left_out_only_when_allowed(golden_states):
     x, h, c = _inputs(state=True)
     with torch.no_grad():
-        full = _gen(states[0], **FAST)(x, h, c, heads=True)
-        lean = _gen(states[0], **FAST)(x, h, c, heads=False)
-        kept = _gen(states[0], **{**FAST, "skip_unused_heads": False})(x, h, c, heads=False)
+        full = generator_from(golden_states[0], **FAST)(x, h, c, heads=True)
+        lean = generator_from(golden_states[0], **FAST)(x, h, c, heads=False)
+        kept = generator_from(golden_states[0], **{**FAST, "skip_unused_heads": False})(x, h, c, heads=False)
     assert lean[3] is None and lean[4] is None
     assert full[3].shape == (2, 3, 16, 24) and full[4].shape == (2, 3, 8, 12)
     for a, b in zip(lean[:3], full[:3]):
@@ -140,28 +122,28 @@ def test_unused_heads_are_left_out_only_when_allowed(states):
     assert torch.equal(kept[3], full[3]) and torch.equal(kept[4], full[4])
 
 
-def test_inplace_relu_gives_identical_values_and_gradients(states):
+def test_inplace_relu_gives_identical_values_and_gradients(golden_states):
     x, h, c = _inputs(state=True)
-    ref_out, ref_grads, _ = _step_with_grads(_gen(states[0], **PLAIN), x, h, c)
-    out, grads, _ = _step_with_grads(_gen(states[0], **{**PLAIN, "inplace_relu": True}), x, h, c)
+    ref_out, ref_grads, _ = _step_with_grads(generator_from(golden_states[0], **PLAIN), x, h, c)
+    out, grads, _ = _step_with_grads(generator_from(golden_states[0], **{**PLAIN, "inplace_relu": True}), x, h, c)
     assert all(torch.equal(a, b) for a, b in zip(out, ref_out))
     assert all(torch.equal(grads[k], ref_grads[k]) for k in grads)
 
 
-def test_fast_cascade_matches_plain_cascade(states):
+def test_fast_cascade_matches_plain_cascade(golden_states):
     image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():
-        ref_Ts, ref_Rs, ref_half, ref_quarter = run_cascade(_gen(states[0], **PLAIN), _gen(states[1], **PLAIN), image)
-        Ts, Rs, half, quarter = run_cascade(_gen(states[0], **FAST), _gen(states[1], **FAST), image)
+        ref_Ts, ref_Rs, ref_half, ref_quarter = run_cascade(*[generator_from(s, **PLAIN) for s in golden_states], image)
+        Ts, Rs, half, quarter = run_cascade(*[generator_from(s, **FAST) for s in golden_states], image)
     for a, b in zip(Ts + Rs + [half, quarter], ref_Ts + ref_Rs + [ref_half, ref_quarter]):
         assert_near(a, b)
     assert (ref_Ts[3] - image).abs().max() > 0.05  # the cascade did something
 
 
-def test_channels_last_cascade_matches_plain(states):
+def test_channels_last_cascade_matches_plain(golden_states):
     image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(8))
-    plain = (_gen(states[0], **PLAIN), _gen(states[1], **PLAIN))
-    fast = [_gen(s, **FAST).to(memory_format=torch.channels_last) for s in states]
+    plain = (generator_from(golden_states[0], **PLAIN), generator_from(golden_states[1], **PLAIN))
+    fast = [generator_from(s, **FAST).to(memory_format=torch.channels_last) for s in golden_states]
     with torch.inference_mode():
         ref_Ts, ref_Rs, _, _ = run_cascade(*plain, image)
         Ts, Rs, _, _ = run_cascade(*fast, image.contiguous(memory_format=torch.channels_last))
@@ -170,9 +152,9 @@ def test_channels_last_cascade_matches_plain(states):
         assert_near(a, b)
 
 
-def test_skipping_the_last_R_pass_leaves_every_T_bit_identical(states):
+def test_skipping_the_last_R_pass_leaves_every_T_bit_identical(golden_states):
     image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(10))
-    nets = [_gen(s, **FAST) for s in states]
+    nets = [generator_from(s, **FAST) for s in golden_states]
     with torch.inference_mode():
         ref_Ts, ref_Rs, _, _ = run_cascade(*nets, image)
         Ts, Rs, _, _ = run_cascade(*nets, image, last_R=False)
@@ -180,25 +162,25 @@ def test_skipping_the_last_R_pass_leaves_every_T_bit_identical(states):
     assert all(torch.equal(a, b) for a, b in zip(Ts + Rs, ref_Ts + ref_Rs[:3]))
 
 
-def test_fused_gates_follow_weight_changes(states):
+def test_fused_gates_follow_weight_changes(golden_states):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9))
-    g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)
+    g_t, g_r = generator_from(golden_states[0], **FAST), generator_from(golden_states[1], **FAST)
     with torch.inference_mode():
         first = run_cascade(g_t, g_r, image)[0][3]
-        g_t.load_state_dict(states[1])  # now both generators hold the G_R weights
+        g_t.load_state_dict(golden_states[1])  # now both generators hold the G_R weights
         swapped = run_cascade(g_t, g_r, image)[0][3]
-        expected = run_cascade(_gen(states[1], **PLAIN), _gen(states[1], **PLAIN), image)[0][3]
+        expected = run_cascade(*[generator_from(golden_states[1], **PLAIN) for _ in range(2)], image)[0][3]
     assert (swapped - first).abs().max() > 1e-3
     assert_near(swapped, expected)
     with torch.no_grad():
         g_t.conv_o[0].weight.mul_(0.5)  # an in-place change, as an optimiser step makes
     with torch.inference_mode():
         halved = run_cascade(g_t, g_r, image)[0][3]
-    reference = _gen(states[1], **PLAIN)
+    reference = generator_from(golden_states[1], **PLAIN)
     with torch.no_grad():
         reference.conv_o[0].weight.mul_(0.5)
     with torch.inference_mode():
-        assert_near(halved, run_cascade(reference, _gen(states[1], **PLAIN), image)[0][3])
+        assert_near(halved, run_cascade(reference, generator_from(golden_states[1], **PLAIN), image)[0][3])
 
 
 # ----- the model: options, checkpoints, training step ----------------------------------------------------------
@@ -211,19 +193,9 @@ def _train_model(make_options, tmp_path, *flags: str):
         return create_model(opt)
 
 
-def _batch() -> dict:
-    gen = torch.Generator().manual_seed(11)
-    t, r = torch.rand(2, 3, 32, 32, generator=gen), torch.rand(2, 3, 32, 32, generator=gen)
-    resize = torch.nn.functional.interpolate
-    return {"I": (0.8 * t + 0.3 * r).clamp(0, 1), "T": t,
-            "T2": resize(t, scale_factor=0.5, mode="bilinear", antialias=True),
-            "T4": resize(t, scale_factor=0.25, mode="bilinear", antialias=True),
-            "alpha": torch.tensor([0.7, 0.9]), "isNatural": torch.tensor([False, False])}
-
-
 def _losses_and_grads(model) -> tuple[dict, dict]:
     model.train()
-    model.set_input(_batch())
+    model.set_input(mixture_batch())
     torch.manual_seed(4)  # the same dropout masks
     model.forward()
     model.set_requires_grad(model.netD, False)
@@ -234,15 +206,15 @@ def _losses_and_grads(model) -> tuple[dict, dict]:
     return losses, grads
 
 
-def test_training_step_of_the_fast_options_matches_plain(make_options, tmp_path, states):
+def test_training_step_of_the_fast_options_matches_plain(make_options, tmp_path, golden_states):
     plain = _train_model(make_options, tmp_path, "--no_zero_state_skip")
     for name in ("G_T", "G_R"):
         plain.nets()[name].configure(skip_unused_heads=False, inplace_relu=False)
     default = _train_model(make_options, tmp_path)
     nhwc = _train_model(make_options, tmp_path, "--channels_last", "--fused_gates")
     for model in (plain, default, nhwc):  # D and VGG are equal by seeding; these generator weights give O(1) signals
-        model.nets()["G_T"].load_state_dict(states[0])
-        model.nets()["G_R"].load_state_dict(states[1])
+        model.nets()["G_T"].load_state_dict(golden_states[0])
+        model.nets()["G_R"].load_state_dict(golden_states[1])
     assert default.netG_T.skip_zero_state and not default.netG_T.fused_gates and not plain.netG_T.skip_zero_state
     assert nhwc.netG_T.fused_gates
     assert nhwc.netG_T.conv5[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -271,36 +243,36 @@ def test_each_ground_truth_goes_through_vgg_once_per_step(make_options, tmp_path
         return vgg(x)
 
     model.vgg = counting
-    model.set_input(_batch())
+    model.set_input(mixture_batch())
     model.optimize_parameters()
     targets = [x for grad, x in calls if not grad]
     assert len(calls) == 6 and len(targets) == 3  # 3 scales: the prediction with gradient, the target without
     assert [t is ref for t, ref in zip(targets, (model.real_T, model.real_T2, model.real_T4))] == [True] * 3
 
 
-def test_fast_options_keep_the_checkpoint_format(make_options, tmp_path, keys, states):
+def test_fast_options_keep_the_checkpoint_format(make_options, tmp_path, generator_keys, golden_states):
     model = _train_model(make_options, tmp_path, "--channels_last", "--fused_gates")
     for name in ("G_T", "G_R"):
-        assert [[k, list(v.shape)] for k, v in model.nets()[name].state_dict().items()] == keys
-    model.nets()["G_T"].load_state_dict(states[0])
+        assert [[k, list(v.shape)] for k, v in model.nets()[name].state_dict().items()] == generator_keys
+    model.nets()["G_T"].load_state_dict(golden_states[0])
     checkpoint.save_networks(model, "fp")
     saved = torch.load(tmp_path / "checkpoints" / "fp" / "fp_net_G_T.pth", weights_only=True)
-    assert [[k, list(v.shape)] for k, v in saved.items()] == keys
+    assert [[k, list(v.shape)] for k, v in saved.items()] == generator_keys
     assert all(v.is_contiguous() for v in saved.values())  # standard NCHW tensors, whatever the run's format
     assert {"conv_i.0.weight", "conv_f.0.weight", "conv_g.0.weight", "conv_o.0.weight"} <= saved.keys()
     plain = ConvLSTMGenerator()
     plain.load_state_dict(saved, strict=True)
-    assert all(torch.equal(saved[k], states[0][k]) for k in saved)
+    assert all(torch.equal(saved[k], golden_states[0][k]) for k in saved)
 
 
-def test_compile_flag_keeps_the_checkpoint_keys(make_options, tmp_path, keys):
+def test_compile_flag_keeps_the_checkpoint_keys(make_options, tmp_path, generator_keys):
     import torch._inductor.config as inductor_config
 
     # config.patch restores the value after the test (monkeypatch would delete the config entry on undo).
     with inductor_config.patch(freezing=False):
         opt = make_options("test", "--dataroot", str(tmp_path), "--name", "c", "--compile")
         model = create_model(opt)
-        assert [[k, list(v.shape)] for k, v in model.nets()["G_T"].state_dict().items()] == keys
+        assert [[k, list(v.shape)] for k, v in model.nets()["G_T"].state_dict().items()] == generator_keys
         assert inductor_config.freezing  # test weights are constants for inductor (prepacked on the CPU)
 
 
@@ -319,25 +291,15 @@ def test_amp_on_the_cpu_is_bf16_on_capable_cpus_and_a_clear_error_elsewhere(make
     assert model().amp_dtype is None and resolve_amp("none", torch.device("cpu")) is None
 
 
-# bf16 keeps 8 bits of mantissa: unlike the shortcuts above it changes results, by the tolerances stated here
-# for tests/data's weights (O(1) activations, harsher than trained ones: the README gives trained figures).
-BF16_TEST_MAX, BF16_TEST_MEAN = 0.06, 0.006  # |bf16 - fp32| of the clamped test outputs T_1..3, R_1..3
-BF16_LOSS_REL, BF16_GRAD_COSINE = 0.05, 0.99  # per loss term; per parameter gradient
-# fp16 (CUDA only) keeps 11 bits of mantissa, 8x finer than bf16: rounding every activation and weight to fp16
-# moves these outputs by at most 0.0066 (mean 0.0004) on the CPU (test below); its tolerance leaves 2x for the
-# GPU's own kernels, a quarter of bf16's.
-FP16_TEST_MAX, FP16_TEST_MEAN = 0.015, 0.001
-
-
-def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_path, states, monkeypatch):
+def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_path, golden_states, monkeypatch):
     # Where the CPU lacks bf16 instructions torch emulates them: slower, but the same numbers.
     monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     outputs = []
     for args in ([], ["--amp", "bf16"]):
         model = create_model(make_options("test", "--dataroot", str(tmp_path), "--name", "a", *args))
-        model.nets()["G_T"].load_state_dict(states[0])
-        model.nets()["G_R"].load_state_dict(states[1])
+        model.nets()["G_T"].load_state_dict(golden_states[0])
+        model.nets()["G_R"].load_state_dict(golden_states[1])
         model.eval()
         model.set_input({"I": image, "T": image, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=bool)})
         model.test()
@@ -348,13 +310,13 @@ def test_bf16_test_cascade_is_within_its_tolerance_of_fp32(make_options, tmp_pat
         assert 0 < float(diff.max()) <= BF16_TEST_MAX and float(diff.mean()) <= BF16_TEST_MEAN
 
 
-def test_bf16_training_step_is_within_its_tolerance_of_fp32(make_options, tmp_path, states, monkeypatch):
+def test_bf16_training_step_is_within_its_tolerance_of_fp32(make_options, tmp_path, golden_states, monkeypatch):
     monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)
     results = []
     for args in ([], ["--amp", "bf16"]):
         model = _train_model(make_options, tmp_path, *args)
-        model.nets()["G_T"].load_state_dict(states[0])
-        model.nets()["G_R"].load_state_dict(states[1])
+        model.nets()["G_T"].load_state_dict(golden_states[0])
+        model.nets()["G_R"].load_state_dict(golden_states[1])
         results.append(_losses_and_grads(model))
         assert all(isinstance(getattr(model, "loss_" + k).item(), float) for k in ("idt_T", "MP"))
         assert all(getattr(model, "loss_" + k).dtype == torch.float32 for k in ("idt_T", "res", "MP", "G", "idt_R"))
@@ -370,21 +332,21 @@ def test_bf16_training_step_is_within_its_tolerance_of_fp32(make_options, tmp_pa
 
 def _rounding_every_activation_to(dtype: torch.dtype, state: dict) -> ConvLSTMGenerator:
     """Return a generator whose weights and every layer output are rounded to dtype (computed in fp32)."""
-    net = _gen({k: v.to(dtype).float() for k, v in state.items()}, **PLAIN)
+    net = generator_from({k: v.to(dtype).float() for k, v in state.items()}, **PLAIN)
     for module in net.modules():
         if not list(module.children()):
             module.register_forward_hook(lambda mod, args, out: out.to(dtype).float())
     return net
 
 
-def test_fp16_rounding_stays_within_the_fp16_tolerance(states):
+def test_fp16_rounding_stays_within_the_fp16_tolerance(golden_states):
     # The CPU has no fast fp16 convolutions; rounding each layer's output to fp16 is what CUDA's fp16 autocast
     # does to activations (with fp32 accumulation inside each convolution). The same rounding to bf16 gives the
     # errors of CPU bf16 autocast, which is how this stand-in was checked.
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        ref_Ts, ref_Rs, _, _ = run_cascade(_gen(states[0], **PLAIN), _gen(states[1], **PLAIN), image)
-        nets = [_rounding_every_activation_to(torch.float16, state) for state in states]
+        ref_Ts, ref_Rs, _, _ = run_cascade(*[generator_from(s, **PLAIN) for s in golden_states], image)
+        nets = [_rounding_every_activation_to(torch.float16, state) for state in golden_states]
         Ts, Rs, _, _ = run_cascade(*nets, image.half().float())
     for got, ref in zip(Ts[1:] + Rs[1:], ref_Ts[1:] + ref_Rs[1:]):
         diff = (got.clamp(0, 1) - ref.clamp(0, 1)).abs()
@@ -416,172 +378,9 @@ def test_fp16_inference_that_overflows_is_redone_in_fp32_and_said_once(make_opti
     assert float((model.infer(ordinary)[0][3] - reference[0][3]).abs().max()) > 0
 
 
-# ----- tiled inference -----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("length", "tile", "overlap"),
-                         [(64, 32, 8), (100, 32, 16), (48, 64, 16), (2048, 1152, 256), (2048, 1024, 128), (36, 32, 0)])
-def test_tiles_cover_the_axis_and_blend_weights_sum_to_one(length, tile, overlap):
-    starts = tiling.tile_starts(length, tile, overlap)
-    size = min(tile, length)
-    assert starts[0] == 0 and starts[-1] + size == length
-    assert all(s % 4 == 0 for s in starts) and starts == sorted(set(starts))
-    assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:]))  # at least the asked overlap
-    weights = tiling.blend_weights(length, tile, starts)
-    total = torch.zeros(length, dtype=torch.float64)
-    for start, weight in zip(starts, weights):
-        assert weight.shape == (size,) and bool((weight > 0).all())
-        total[start:start + size] += weight
-    torch.testing.assert_close(total, torch.ones(length, dtype=torch.float64), rtol=0, atol=1e-12)
-    # 2-D weights are outer products: they sum to one too.
-    grid = torch.zeros(length, length, dtype=torch.float64)
-    for y, wy in zip(starts, weights):
-        for x, wx in zip(starts, weights):
-            grid[y:y + size, x:x + size] += wy[:, None] * wx[None, :]
-    torch.testing.assert_close(grid, torch.ones_like(grid), rtol=0, atol=1e-12)
-
-
-def test_single_tile_weights_are_one():
-    assert torch.equal(tiling.blend_weights(48, 64, [0])[0], torch.ones(48, dtype=torch.float64))
-
-
-def test_tiled_cascade_is_exact_for_a_pixelwise_cascade():
-    # A cascade without spatial context: tiling must reproduce it exactly, so any error is the blend's.
-    def pixelwise(image):
-        return ([image, *(torch.sigmoid(k * image) for k in (1, 2, 3))],
-                [torch.full_like(image, 0.1), *(image.square() + k for k in (1, 2, 3))])
-
-    image = torch.rand(1, 3, 72, 100, generator=torch.Generator().manual_seed(1))
-    fake_Ts, fake_Rs = tiling.tiled_cascade(pixelwise, image, 32, 12)
-    ref_Ts, ref_Rs = pixelwise(image)
-    for a, b in zip(fake_Ts + fake_Rs, ref_Ts + ref_Rs):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-
-
-def test_one_tile_covering_the_image_equals_the_whole_image_run(states):
-    g_t, g_r = _gen(states[0], **FAST), _gen(states[1], **FAST)
-    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        whole_Ts, whole_Rs, _, _ = run_cascade(g_t, g_r, image)
-        tiled_Ts, tiled_Rs = tiling.tiled_cascade(lambda crop: run_cascade(g_t, g_r, crop)[:2], image, 64, 16)
-    assert all(torch.equal(a, b) for a, b in zip(tiled_Ts + tiled_Rs, whole_Ts + whole_Rs))
-
-
-def test_tiled_test_model_stitches_the_cascade(make_options, tmp_path, states):
-    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "t", "--tile", "32", "--tile_overlap", "8")
-    model = create_model(opt)
-    model.netG_T.load_state_dict(states[0])
-    model.netG_R.load_state_dict(states[1])
-    model.eval()
-    image = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(3))
-    model.set_input({"I": image, "T": image, "alpha": torch.ones(1), "isNatural": torch.ones(1, dtype=torch.bool)})
-    model.test()
-    assert model.fake_T_half is None and model.fake_T_quarter is None
-    with torch.inference_mode():
-        expected_Ts, expected_Rs = tiling.tiled_cascade(lambda c: run_cascade(model.netG_T, model.netG_R, c)[:2],
-                                                        image, 32, 8)
-        whole = run_cascade(model.netG_T, model.netG_R, image)[0][3].clamp(0, 1)
-    for a, b in zip(model.fake_Ts + model.fake_Rs, expected_Ts + expected_Rs):
-        assert a.shape == (1, 3, 48, 64) and 0 <= float(a.min()) and float(a.max()) <= 1
-        torch.testing.assert_close(a, b.clamp(0, 1), rtol=0, atol=1e-6)
-    # Tiles see less context than the whole image: close to it, but not equal.
-    diff = (model.fake_Ts[3] - whole).abs()
-    assert 0 < float(diff.max()) and float(diff.mean()) < 0.1
-
-
-@pytest.mark.parametrize(("tile", "overlap"), [("30", "8"), ("32", "20"), ("32", "6"), ("-4", "0")])
-def test_bad_tile_options_are_user_errors(make_options, tmp_path, tile, overlap):
-    opt = make_options("test", "--dataroot", str(tmp_path), "--name", "t", "--tile", tile, "--tile_overlap", overlap)
-    with pytest.raises(UserError, match="--tile"):
-        create_model(opt)
-
-
-def test_test_py_with_tiles_and_channels_last(tmp_path, tiny_dataset, states, script_runner):
-    folder = tmp_path / "checkpoints" / "tiles"
-    folder.mkdir(parents=True)
-    for net, state in zip(("G_T", "G_R"), states):
-        torch.save(state, folder / f"final_net_{net}.pth")
-    proc = script_runner("test.py", "--dataroot", tiny_dataset, "--name", "tiles", "--model", "IBCLN",
-                         "--checkpoints_dir", tmp_path / "checkpoints", "--results_dir", tmp_path / "results",
-                         "--epoch", "final", "--gpu_ids", "-1", "--tile", "32", "--tile_overlap", "8",
-                         "--channels_last", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from PIL import Image
-
-    images = tmp_path / "results" / "tiles" / "test_final" / "images"
-    for stem in ("img0", "img1"):
-        with Image.open(images / f"{stem}_fake_Ts_03.png") as img:
-            assert img.size == (64, 48)
-            assert np.asarray(img).std() > 1
-
-
-# ----- the benchmark script ------------------------------------------------------------------------------------
-
-def _benchmark_module():
-    return importlib.import_module("tools.benchmark")
-
-
-def test_benchmark_offers_amp_variants_only_where_the_device_has_amp(monkeypatch):
-    bench = _benchmark_module()
-    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: False)
-    with pytest.raises(SystemExit, match="need AMP.*bfloat16"):
-        bench.select_variants("plain,amp", "cpu")
-    assert bench.select_variants("fast,plain", "cpu") == ["plain", "fast"]
-    assert "amp" not in bench.select_variants("all", "cpu") and "amp" in bench.select_variants("all", "cuda")
-    assert bench.variant_flags("fast", "cpu") == ["--channels_last"]
-    assert bench.variant_flags("fast", "cuda") == ["--channels_last", "--amp", "--fused_gates", "--compile"]
-    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: True)
-    assert "amp" in bench.select_variants("all", "cpu") and "compile" not in bench.select_variants("all", "cpu")
-    assert bench.variant_flags("fast", "cpu") == ["--channels_last", "--amp"]
-
-
-@pytest.mark.parametrize("conv_tf32", [True, False])
-def test_benchmark_measures_the_fp32_matmul_peak_at_the_convolutions_precision(monkeypatch, conv_tf32):
-    bench = _benchmark_module()
-    seen = []
-    monkeypatch.setattr(torch.Tensor, "__matmul__",
-                        lambda a, b: seen.append(torch.backends.cuda.matmul.allow_tf32) or torch.mm(a, b))
-    # torch's backend flags are properties that monkeypatch cannot delete again: saved and restored by hand.
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv_tf32, not conv_tf32
-    try:
-        assert bench.matmul_tflops(torch.device("cpu"), torch.float32, 8, repeats=2) > 0
-        assert torch.backends.cuda.matmul.allow_tf32 is (not conv_tf32)  # the setting is restored after
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    assert seen == [conv_tf32] * 3  # every timed product ran at the convolutions' TF32 setting
-
-
-def test_benchmark_smoke_run_writes_the_report(tmp_path, script_runner):
-    out = tmp_path / "bench.json"
-    proc = script_runner("tools/benchmark.py", "--device", "cpu", "--sizes", "tiny", "--repeats", "1", "--warmup",
-                         "0", "--variants", "plain,fast_fp32,fast", "--json", out, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "torch.get_num_threads() = 2" in proc.stdout and re.search(r"\| +variant +\|", proc.stdout)
-    report = json.loads(out.read_text())
-    assert report["device"]["type"] == "cpu" and report["device"]["torch_threads"] == 2
-    assert report["settings"]["test_sizes"] == [32, 64] and report["matmul_tflops"]["fp32"] > 0
-    assert set(report["variants"]) == {"plain", "fast_fp32", "fast"}
-    for entry in report["variants"].values():
-        for key in ("train_iter", "test_32", "test_64"):
-            assert entry[f"{key}_s"] > 0 and len(entry[f"{key}_times_s"]) == 1
-            assert entry[f"{key}_peak_mb"] > 0 and entry[f"{key}_gflop"] > 0 and entry[f"{key}_tflops"] > 0
-    exact, fast, plain = (report["variants"][v] for v in ("fast_fp32", "fast", "plain"))
-    assert exact["test_32_max_abs_diff_vs_plain"] < 1e-5 and exact["train_iter_loss_max_rel_diff_vs_plain"] < 1e-4
-    assert exact["test_64_gflop"] < plain["test_64_gflop"]  # the zero-state skip does less work
-    # On this CPU "fast" adds bf16 autocast exactly when the CPU has bf16 instructions, with bf16's tolerances.
-    amp = report["device"]["amp_dtype"] == "bfloat16"
-    assert fast["flags"] == ["--channels_last"] + (["--amp"] if amp else [])
-    assert (report["matmul_tflops"]["amp"] is not None) == amp
-    assert fast["test_32_max_abs_diff_vs_plain"] <= (BF16_TEST_MAX if amp else 1e-5)
-    assert fast["train_iter_loss_max_rel_diff_vs_plain"] <= (BF16_LOSS_REL if amp else 1e-4)
-    assert set(report["speedup_vs_plain"]["fast"]) == {"train_iter", "test_32", "test_64"}
-    assert plain["train_iter_cudnn_benchmark"] is False and plain["test_32_cudnn_benchmark"] is False  # CPU
-    assert report["data_samples_per_s"] > 0
-
-
-def test_fast_generator_survives_deepcopy(states):
+def test_fast_generator_survives_deepcopy(golden_states):
     # Models are copied (e.g. by EMA or DataParallel replicas): the shortcuts' state must survive that.
-    net = _gen(states[0], **FAST)
+    net = generator_from(golden_states[0], **FAST)
     with torch.inference_mode():
         net(torch.rand(1, 9, 16, 16))
     clone = copy.deepcopy(net)

@@ -9,9 +9,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from conftest import REPO_ROOT, build_tiny_dataset, run_script
+from helpers import REPO_ROOT, assert_same_weights, build_tiny_dataset, run_script
 
 import data
 from options import config_file
@@ -311,20 +310,6 @@ def run_train(*args: str) -> str:
     proc = run_script("train.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
-
-
-def final_weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """Return the final networks of a run."""
-    return {net: torch.load(folder / f"final_net_{net}.pth", weights_only=True) for net in ("G_T", "G_R", "D")}
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    """Assert that two runs' final networks are bit-identical."""
-    wa, wb = final_weights(a), final_weights(b)
-    for net in wa:
-        assert wa[net].keys() == wb[net].keys()
-        different = [key for key in wa[net] if not torch.equal(wa[net][key], wb[net][key])]
-        assert not different, f"{net}: {len(different)} tensors differ, e.g. {different[0]}"
 
 
 def saved_config(folder: Path) -> dict:

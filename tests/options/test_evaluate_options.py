@@ -1,11 +1,16 @@
-"""How evaluate.py reads --sets and --pred (options/evaluate_options.py)."""
+"""How evaluate.py reads its options (options/evaluate_options.py): --sets, --pred, the runs to score, the device."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from options.evaluate_options import parse_pred, parse_sets
+from options.evaluate_options import EvaluateOptions, evaluation_folder, parse_pred, parse_sets
 from util.errors import UserError
+
+CPU = ["--gpu_ids", "-1"]
 
 
 def test_sets_keep_their_order_and_refuse_reserved_repeated_or_missing_names(tmp_path):
@@ -30,3 +35,24 @@ def test_pred_takes_a_bare_folder_for_one_set_and_one_entry_per_set_otherwise(tm
         parse_pred([f"x={tmp_path / 'p'}"], ["x", "y"])
     with pytest.raises(UserError, match="--pred x: folder"):
         parse_pred([str(tmp_path / "none")], ["x"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--epoch", "60", "60"], "--epoch 60 60: 60 given twice"),
+    (["--name", "a", "b", "--suffix", "x"], "--suffix x with several --name"),
+    (["--epoch", "60", "70", "--load_iter", "5"], "--load_iter 5 replaces --epoch"),
+    (["--epoch", "60", "70", "--pred", "DIR"], "--pred scores saved predictions"),
+])
+def test_run_list_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    with pytest.raises(UserError, match=re.escape(needle)):
+        EvaluateOptions().parse(["--sets", f"x={tmp_path}", *args, *CPU], save=False)
+
+
+def test_pred_runs_without_a_device_and_names_its_folder_after_the_predictions(tmp_path: Path, cpu_only) -> None:
+    sets = ["--sets", f"nature={tmp_path}"]
+    opt = EvaluateOptions().parse([*sets, "--pred", "OUTPUTS/nature", "--gpu_ids", "0"], save=False)
+    assert opt.gpu_ids == [] and evaluation_folder(opt) == "./results/eval_pred_nature"
+    opt = EvaluateOptions().parse([*sets, "--pred", "OUTPUTS/nature", "--name", "ERRNet"], save=False)
+    assert evaluation_folder(opt) == "./results/ERRNet/eval_pred"
+    with pytest.raises(UserError, match="--gpu_ids 0: CUDA is not available"):
+        EvaluateOptions().parse(sets, save=False)  # a checkpoint runs a network: the device is checked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
+from helpers import parse_options
 
 from models import find_model_using_name
 from models.ibcln_model import IBCLNModel
@@ -109,6 +110,14 @@ def test_unknown_model_is_a_clean_error(tmp_path, capsys):
         find_model_using_name("cycle_gan")
 
 
+@pytest.mark.parametrize("flag", ["--aspect_ratio", "--display_ncols"])
+def test_ignored_options_are_gone(tmp_path, flag):
+    phase = "test" if flag == "--aspect_ratio" else "train"
+    with pytest.raises(SystemExit):
+        parse_options(phase, ["--dataroot", tmp_path, "--gpu_ids", "-1", flag, "2"])
+
+
+@pytest.mark.slow
 def test_test_py_on_a_gpu_less_machine_exits_with_one_line(tmp_path, script_runner, test_data):
     args = shlex.split(TEST_COMMAND)[2:]
     args[args.index("--dataroot") + 1] = str(test_data / "reference_data")

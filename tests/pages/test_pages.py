@@ -1,10 +1,10 @@
-"""The result pages: the test page and the training page, parsed and opened in headless Chromium."""
+"""The HTML pages (pages/result_page.py, pages/training_page.py): the test page and the training page, parsed and
+opened in headless Chromium."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import shutil
 from collections import OrderedDict
@@ -15,18 +15,14 @@ from urllib.parse import unquote, unquote_to_bytes
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_dataset, run_script, skimage_photo, write_png
+from helpers import VAL_HEADER, build_tiny_dataset, run_script, skimage_photo, write_png
 
 from evaluation.reports import score_cells
 from models.ibcln_model import ROLES
 from models.networks import ConvLSTMGenerator
-from pages import svg
 from pages.display import Visualizer
 from pages.result_page import write_test_page
-from util.logs import read_loss_log, read_val_log
 
-VAL_HEADER = ["epoch", "samples", "lr", "seconds", "images", "PSNR_I", "SSIM_I", "PSNR_T_1", "SSIM_T_1", "PSNR_T_2",
-              "SSIM_T_2", "PSNR_T_3", "SSIM_T_3"]
 VISUALS = ["fake_Ts_00", "fake_Ts_01", "fake_Ts_02", "fake_Ts_03", "real_T_00", "real_I_00", "fake_Rs_00",
            "fake_Rs_01", "fake_Rs_02", "fake_Rs_03"]
 LOSSES = ["idt_T", "res", "MP", "G", "T", "idt_R", "R", "D"]
@@ -132,6 +128,7 @@ def training_page(tmp_path_factory) -> tuple[Path, int, int]:
     return Path(page), points, 2
 
 
+@pytest.mark.slow  # the page of a test.py run
 def test_test_page_layout_links_and_table(test_page):
     page = parse(test_page)
     html_text = test_page.read_text(encoding="utf-8")
@@ -190,50 +187,6 @@ def test_a_file_name_that_is_not_utf8_is_shown_safely_and_linked_exactly(odd_nam
         assert os.path.isfile(os.path.join(os.fsencode(path.parent), unquote_to_bytes(link))), link
 
 
-def test_loss_log_old_and_new_lines_restarts_and_resumes(tmp_path):
-    log = tmp_path / "loss_log.txt"
-    log.write_text("================ Training Loss (Mon) ================\n"
-                   "(epoch: 1, iters: 2, time: 0.1, data: 0.0) G: 1.000 D: 0.500\n"
-                   "(epoch: 1, iters: 4, time: 0.1, data: 0.0) G: 0.900 D: 0.400\n"
-                   "(epoch: 2, iters: 2, time: 0.1, data: 0.0) G: 0.800 D: nan\n")
-    curve = read_loss_log(str(log))
-    assert all(curve.guessed) and curve.xs == [2, 4, 6] and curve.names == ["G", "D"]
-    assert curve.values("G") == [1.0, 0.9, 0.8] and math.isnan(curve.values("D")[2])
-    with open(log, "a") as f:  # resumed after sample 4: the points from sample 6 on are replaced
-        f.write("================ Training Loss (Tue) ================\n"
-                "(epoch: 2, iters: 2, samples: 6, time: 0.1, data: 0.0) G: 0.700 D: 0.300\n"
-                "(epoch: 2, iters: 4, samples: 8, time: 0.1, data: 0.0) G: 0.600 D: 0.200\n")
-    curve = read_loss_log(str(log))
-    assert curve.xs == [2, 4, 6, 8] and curve.values("G") == [1.0, 0.9, 0.7, 0.6]
-    assert curve.guessed == [True, True, False, False]
-    with open(log, "a") as f:  # a new run from scratch in the same folder: only it is drawn
-        f.write("(epoch: 1, iters: 2, samples: 2, time: 0.1, data: 0.0) G: 5.000 D: 5.000\n")
-    assert read_loss_log(str(log)).xs == [2]
-    assert read_loss_log(str(tmp_path / "missing.txt")).xs == []
-
-
-def test_val_log_rows_and_a_half_written_line(tmp_path):
-    path = tmp_path / "val_log.csv"
-    row = ["1", "12", "0.0002", "3.5", "3", "20", "0.7", "21", "0.75", "22", "0.8", "23", "0.85"]
-    path.write_text(",".join(VAL_HEADER) + "\n" + ",".join(row) + "\n" + ",".join(row[:4]) + "\n")
-    curve = read_val_log(str(path))
-    assert curve.xs == [12.0] and curve.values("PSNR_T_3") == [23.0]
-
-
-def test_svg_chart_points_scales_and_ticks():
-    chart = svg.line_chart([svg.Series("a", [1, 2, 3, 4], [1.0, 0.1, float("nan"), 0.01]),
-                            svg.Series("b", [1, 2], [0.5, 0.4], dashed=True)], "t", "samples")
-    lines = [c for c in chart.children if type(c).__name__ == "polyline"]
-    assert [int(line["data-points"]) for line in lines] == [3, 2]  # the NaN is left out
-    assert [len(line["points"].split()) for line in lines] == [3, 2]
-    assert "(log y)" in chart.render()  # values spanning 100x get a log axis
-    assert svg.nice_ticks(0.0, 1.0) == [0.0, 0.5, 1.0] and svg.nice_ticks(3.0, 11.0) == [4.0, 6.0, 8.0, 10.0]
-    assert svg.log_ticks(0.01, 10) == [0.01, 0.1, 1.0, 10.0]
-    assert svg.log_ticks(0.05, 2) == pytest.approx([0.1, 0.3, 1.0])
-    assert svg.short_number(1500) == "1.5k" and svg.short_number(2e6) == "2M"
-    assert "no data yet" in svg.line_chart([svg.Series("a", [], [])], "t", "x").render()
-
-
 def test_training_page_content(training_page):
     path, points, val_rows = training_page
     html_text = path.read_text(encoding="utf-8")
@@ -272,6 +225,7 @@ def check_in_browser(driver, page: Path, screenshot: Path) -> None:
     driver.save_screenshot(str(screenshot))
 
 
+@pytest.mark.slow  # a test.py run and a browser
 def test_pages_in_headless_chromium(test_page, odd_name_page, training_page, tmp_path):
     driver = chromium_or_skip(tmp_path)
     try:
@@ -293,6 +247,14 @@ def test_pages_in_headless_chromium(test_page, odd_name_page, training_page, tmp
         assert [r[1] for r in rows] == ["a&b <i>", "img0", "no gt ü", "mean"]
         assert [r[2] for r in rows[:3]] == ["#image-0", "#image-1", "#image-2"] and rows[3][0] == "mean"
         assert [r[3] >= 2 for r in rows] == [True, True, False, True]  # no marks without ground truth
+        cells = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#metrics tbody tr')).map("
+            "r => Array.from(r.cells).map(c => c.textContent))")
+        for row in (cells[0], cells[1], cells[3]):  # the images with a ground truth, and the mean
+            values = [float(v) for v in row[1:]]
+            assert len(values) == 8 and all(v == v for v in values)
+            assert all(0 < v < 100 for v in values[0::2]) and all(-1 <= v <= 1 for v in values[1::2])
+        assert cells[2][1:] == ["n/a"] * 8
         assert driver.execute_script("return document.querySelectorAll('section.image').length") == 3
 
         check_in_browser(driver, odd_name_page[0], tmp_path / "odd.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, skimage_photo
+from helpers import REPO_ROOT, skimage_photo
 
 from models import load_ibcln
 from util.errors import UserError
@@ -70,6 +70,7 @@ def test_onnxruntime_matches_pytorch(session, seeded_weights, size):
     assert float(t.std()) > 0.05
 
 
+@pytest.mark.slow
 def test_runs_in_onnxruntime_without_project_code(exported, tmp_path):
     script = textwrap.dedent(f"""
         import sys

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "make_demo_data.py"
+SCRIPT = REPO_ROOT / "scripts" / "make_demo_data.py"
 CROPS = 1  # crops per training photo: keeps each build to a few seconds
 
 
@@ -116,6 +116,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(built: Path, t
         assert any(first[k] != second[k] for k in first if k.startswith(folder + "/")), folder
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_build_untouched(built: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in built.rglob("*")}
     digest = _digest(built)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, skimage_photo, write_png
+from helpers import REPO_ROOT, skimage_photo, write_png
 from PIL import Image
 
 from data import synthesis
@@ -110,6 +110,7 @@ def test_train_layout_holds_out_validation_photos_and_copies_real_pairs(tmp_path
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["inside", "not_empty"])
 def test_output_folder_errors_are_one_line(tmp_path, case):
     photos = make_photos(tmp_path / "photos")

@@ -7,7 +7,6 @@ values overridden on the sbatch command line (--gpus-per-node=0 --cpus-per-task=
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,9 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset
-from test_evaluate import mean_row
-from test_resume import assert_same_weights, loss_rows, val_rows
+from helpers import REPO_ROOT, assert_same_weights, build_tiny_dataset, loss_rows, mean_row, script_env, val_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -37,8 +34,7 @@ class Cluster:
 
     def __init__(self, folder: Path, base: Path):
         self.folder = folder
-        self.env = dict(os.environ, SLURM_CONF=str(folder / "slurm.conf"), PYTHON=sys.executable,
-                        PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS=TEST_THREADS)
+        self.env = script_env(SLURM_CONF=str(folder / "slurm.conf"), PYTHON=sys.executable)
         self.data = build_tiny_dataset(base / "data", n_train=4, n_test=2, natural=2)
         self.checkpoints = base / "checkpoints"
         self.outputs = base / "jobs"

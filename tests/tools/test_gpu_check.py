@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, build_tiny_dataset
+from helpers import REPO_ROOT, brightened_batch, build_tiny_dataset
 
 from models.base_model import NonFiniteLossError
 from options.model_config import create_model
@@ -76,6 +76,7 @@ def test_the_work_folder_is_never_inside_the_output_folder(tmp_path, capsys):
     assert "--out receives only summary.json, gpu_check.log, benchmark.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # runs the check
 def test_a_command_never_outlives_its_step(tmp_path):
     args = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
     check = gpu_check.Check(gpu_check.parse_args(["--cpu-dry-run", *args, "--budget", "8"]))
@@ -133,6 +134,7 @@ def test_a_stopped_check_records_the_step_in_flight_as_killed_and_says_how_to_re
     assert not _children_of(work, proc.pid)  # the step's command and what it started were killed with the check
 
 
+@pytest.mark.slow  # runs gpu_check.sh
 def test_the_wrapper_records_a_step_left_running_by_a_killed_check(tmp_path):
     # A check killed outright (SIGKILL: exit 137) cannot record anything: the wrapper does, from summary.json.
     out = tmp_path / "out"
@@ -225,6 +227,7 @@ def bundle(tmp_path_factory, local_wheels) -> Path:
     return folder
 
 
+@pytest.mark.slow  # the bundle: gpu_check.sh --prepare
 def test_prepare_gathers_the_wheels_and_data_of_the_gpu_run(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["target_python"] == THIS_PYTHON and manifest["requirements"] == list(gpu_bundle.REQUIREMENTS)
@@ -316,6 +319,7 @@ def _wheel(folder: Path, name: str, requires: list[str]) -> None:
             archive.writestr(path, text)
 
 
+@pytest.mark.slow  # pip
 @pytest.mark.parametrize(("target", "expected"), [("3.10", {"alpha", "old", "common"}),
                                                   ("3.12", {"alpha", "new", "newdep", "common"})])
 def test_the_wheels_follow_the_markers_of_the_target_python_not_this_one(tmp_path, target, expected):
@@ -343,6 +347,7 @@ def _pypi_reachable() -> bool:
         return False
 
 
+@pytest.mark.slow  # pip
 @pytest.mark.network
 @pytest.mark.skipif(not _pypi_reachable(), reason="needs the network: pypi.org cannot be reached")
 def test_prepare_downloads_wheels_for_another_python_from_pypi(tmp_path):
@@ -437,12 +442,7 @@ def model(make_options, tmp_path):
         warnings.filterwarnings("ignore", message="--vgg_weights random")
         torch.manual_seed(0)
         model = create_model(make_options("train", "--dataroot", str(tmp_path), "--name", "reads"))
-    gen = torch.Generator().manual_seed(1)
-    t = torch.rand(2, 3, 32, 32, generator=gen)
-    resize = torch.nn.functional.interpolate
-    model.set_input({"I": (0.7 * t + 0.2).clamp(0, 1), "T": t, "T2": resize(t, scale_factor=0.5),
-                     "T4": resize(t, scale_factor=0.25), "alpha": torch.tensor([0.7, 0.9]),
-                     "isNatural": torch.tensor([False, True])})
+    model.set_input(brightened_batch())
     model.train()
     return model
 

@@ -1,7 +1,8 @@
 """TensorBoard and Weights & Biases logging (training/trackers.py, --tensorboard, --wandb PROJECT).
 
-The runs are those of tests/test_resume.py (2 epochs of 12 samples, batch 2, 32x32, a loss line, an image and a
-'latest' every 4 samples, validation after each epoch), read back from what the trackers leave on disk:
+The runs are those of tests/training/test_resume.py (helpers.Runs: 2 epochs of 12 samples, batch 2, 32x32, a loss
+line, an image and a 'latest' every 4 samples, validation after each epoch), read back from what the trackers leave
+on disk:
 
 - TensorBoard: every event file of checkpoints/<name>/tensorboard/ in name (= creation) order, read with
   tensorboard's own EventFileLoader, with TensorBoard's rule for a restart applied (a SessionLog START at step
@@ -23,18 +24,12 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from conftest import REPO_ROOT
-from test_resume import Runs, assert_same_weights, state
+from helpers import REPO_ROOT, Runs, assert_same_weights, training_state
 
-from models.ibcln_model import ROLES
-from pages.display import page_grid
 from training.trackers import WANDB_RUN_ID, WandB, require_packages
 from util.errors import UserError
 
@@ -182,7 +177,7 @@ def test_tensorboard_holds_every_value_once_per_step(runs):
 @pytest.mark.slow
 def test_a_stopped_and_resumed_run_continues_both_logs_once_per_step(runs):
     runs.train("stopped", "--seed", "3", "--num_threads", "2", *TRACKED, stop_at_call=18, expect=143)
-    first_id = state(runs.folder("stopped"))["extra"][WANDB_RUN_ID]
+    first_id = training_state(runs.folder("stopped"))["extra"][WANDB_RUN_ID]
     runs.train("stopped", "--seed", "3", "--num_threads", "0", "--continue_train", *TRACKED)
     # TensorBoard: the two starts together hold each value once, as the uninterrupted run does.
     events = tensorboard_events(runs.folder("stopped"))
@@ -192,7 +187,7 @@ def test_a_stopped_and_resumed_run_continues_both_logs_once_per_step(runs):
     # W&B: two starts of one run, whose id the training state keeps; each value once, steps increasing.
     segments = wandb_segments(runs.folder("stopped"))
     assert [run_id for run_id, _ in segments] == [first_id, first_id]
-    assert state(runs.folder("stopped"), "final")["extra"][WANDB_RUN_ID] == first_id
+    assert training_state(runs.folder("stopped"), "final")["extra"][WANDB_RUN_ID] == first_id
     assert max(step for step, _ in segments[0][1]) <= 18 < min(step for step, _ in segments[1][1])
     logged = wandb_events(segments)
     assert_once_per_step_in_order(steps_by_tag(logged))
@@ -205,14 +200,14 @@ def test_a_stopped_and_resumed_run_continues_both_logs_once_per_step(runs):
 def test_the_trackers_leave_training_alone(runs):
     runs.train("plain", "--seed", "3", "--num_threads", "0")
     assert_same_weights(runs.folder("whole"), runs.folder("plain"))
-    assert state(runs.folder("plain"))["extra"] == {}  # the training state holds nothing new without them
+    assert training_state(runs.folder("plain"))["extra"] == {}  # the training state holds nothing new without them
 
 
 @pytest.mark.slow
 def test_the_best_checkpoint_records_the_wandb_run(runs):
     (run_id, _), = wandb_segments(runs.folder("whole"))
-    assert state(runs.folder("whole"), "best")["extra"][WANDB_RUN_ID] == run_id
-    assert state(runs.folder("whole"), "latest")["extra"][WANDB_RUN_ID] == run_id
+    assert training_state(runs.folder("whole"), "best")["extra"][WANDB_RUN_ID] == run_id
+    assert training_state(runs.folder("whole"), "latest")["extra"][WANDB_RUN_ID] == run_id
 
 
 @pytest.mark.slow
@@ -225,7 +220,7 @@ def test_a_resume_from_an_earlier_epoch_purges_the_later_tensorboard_events(runs
     assert_same_values(tensorboard_events(runs.folder("whole")), events)
 
 
-# ----- without the packages; the grid ---------------------------------------------------------------------
+# ----- without the packages ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flags, package", [({"tensorboard": True, "wandb": ""}, "tensorboard"),
@@ -274,15 +269,3 @@ def test_wandb_without_an_account_is_one_line(tmp_path, monkeypatch):
     message = str(caught.value)
     assert message.startswith("--wandb p: ") and message.endswith("(WANDB_MODE=offline logs without an account)")
     assert "\n" not in message
-
-
-def test_page_grid_lays_the_cascade_out_as_the_result_page():
-    colours = {"real_I": 10, "fake_Ts": [20, 21, 22, 23], "fake_Rs": [30, 31, 32, 33], "real_T": 40}
-    visuals = OrderedDict((name, [torch.full((1, 3, 4, 6), v / 255) for v in value] if isinstance(value, list)
-                           else torch.full((1, 3, 4, 6), value / 255)) for name, value in colours.items())
-    grid = page_grid(visuals, ROLES, gap=2)
-    assert grid.shape == (2 * 4 + 2, 5 * 6 + 4 * 2, 3) and grid.dtype == np.uint8
-    cells = [[int(grid[r * 6, c * 8, 0]) for c in range(5)] for r in range(2)]
-    # T row: I, T_1..T_3, ground truth; R row: R_1..R_3 under T_1..T_3; T_0 and R_0 (hidden) nowhere.
-    assert cells == [[10, 21, 22, 23, 40], [255, 31, 32, 33, 255]]
-    assert (grid[4:6] == 255).all() and (grid[:, 6:8] == 255).all()  # the gaps

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset
+from helpers import REPO_ROOT, build_tiny_dataset, script_env
 
 from models.base_model import NonFiniteLossError
 from models.ibcln_model import IBCLNModel
@@ -67,6 +66,7 @@ def _check_losses(rank: int, store: str, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     context = mp.get_context("spawn")
     results = context.Queue()
@@ -157,11 +157,10 @@ def test_test_evaluate_and_remove_reflection_refuse_torchrun_with_one_line(tmp_p
 @pytest.mark.slow
 def test_test_py_under_torchrun_stops_every_process_before_any_work(tmp_path):
     root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=1)
-    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "test.py", "--dataroot", str(root), "--name", "x", "--gpu_ids", "-1", "--results_dir",
                            str(tmp_path / "results"), "--checkpoints_dir", str(tmp_path / "c")], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=script_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     refusals = [line for line in (proc.stdout + proc.stderr).splitlines()
                 if line.endswith("test.py runs in one process on one device: start it without torchrun (under "

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, TEST_THREADS, build_tiny_dataset, parse_options
+from helpers import REPO_ROOT, build_tiny_dataset, parse_options, script_env
 
 from util import run_lock
 from util.errors import UserError
@@ -63,9 +63,10 @@ def test_a_lock_on_another_host_is_refused(tmp_path, no_job):
         run_lock.RunLock(str(tmp_path)).acquire()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_sigkilled_run_is_taken_over_with_a_note(tmp_path, capsys, no_job):
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], env=script_env(), stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(UserError, match=f"pid {holder.pid} "):  # alive: refused
@@ -146,22 +147,6 @@ def test_a_second_run_is_refused_before_its_options_are_written(make_options, ti
 
 
 # ----- --continue_train auto ------------------------------------------------------------------------------------
-def test_continue_train_auto_resumes_only_a_saved_training_state(make_options, tiny_dataset):
-    from models import checkpoint
-
-    opt = make_options("train", "--dataroot", tiny_dataset, "--name", "auto", "--continue_train", "auto")
-    assert opt.continue_train == "auto" and checkpoint.auto_resume(opt) is False  # a first start
-    folder = Path(opt.checkpoints_dir) / "auto"
-    folder.mkdir(parents=True)
-    (folder / "3_net_G_T.pth").write_bytes(b"")
-    with pytest.raises(UserError, match=r"holds checkpoints \(3\) but no .*latest_train_state\.pth"):
-        checkpoint.auto_resume(opt)
-    opt.overwrite = True
-    assert checkpoint.auto_resume(opt) is False
-    (folder / "latest_train_state.pth").write_bytes(b"")
-    assert checkpoint.auto_resume(opt) is True
-
-
 def test_continue_train_takes_auto_or_nothing(make_options, tiny_dataset):
     assert make_options("train", "--dataroot", tiny_dataset, "--continue_train").continue_train is True
     assert make_options("train", "--dataroot", tiny_dataset).continue_train is False
@@ -182,7 +167,7 @@ def test_a_sigkilled_run_never_blocks_the_next_one(tmp_path, no_job):
                "--vgg_weights", "random", "--ngf", "8", "--ndf", "8", "--load_size", "36", "--crop_size", "32",
                "--dataset_size", "16", "--niter", "1", "--print_freq", "4", "--save_latest_freq", "4", "--seed", "3",
                "--num_threads", "0", "--continue_train", "auto"]
-    env = dict(os.environ, OMP_NUM_THREADS=TEST_THREADS, PYTHONPATH=str(REPO_ROOT))
+    env = script_env()
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     saved = False

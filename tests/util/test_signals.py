@@ -77,6 +77,7 @@ def _worker(ready) -> None:
     time.sleep(60)
 
 
+@pytest.mark.slow
 def test_a_data_worker_ignores_sigint_and_exits_with_status_0_on_sigterm():
     context = multiprocessing.get_context("fork")
     ready = context.Event()
