@@ -30,6 +30,22 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
+def test_protocol_page_names_real_flags_and_every_policy_with_measured_baselines() -> None:
+    from options.evaluate_options import EvaluateOptions
+
+    page = (REPO_ROOT / "docs" / "protocol.md").read_text()
+    assert "protocol.md" in (REPO_ROOT / "docs" / "evaluation.md").read_text()
+    options = EvaluateOptions()
+    options.gather_options(["--sets", "x=y"])
+    known = set(options.parser._option_string_actions)
+    flags = set(re.findall(r"`(--[a-z_]+)", page))
+    assert {"--align", "--keep_size", "--psnr", "--pred", "--pred_resize", "--epoch"} <= flags
+    assert flags - known - {"--if_align", "--val_align", "--val_keep_size"} == set()  # DSRNet's; training's
+    for policy in ("released", "original", "align32"):
+        rows = [line for line in page.splitlines() if line.startswith(f"| {policy} |")]
+        assert {row.split("|")[2].strip() for row in rows} >= {"ceilnet_synthetic100", "real_pairs5"}, policy
+
+
 def test_readme_is_at_most_250_lines():
     assert len((REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
 
@@ -62,19 +78,3 @@ def test_no_tracked_file_points_outside_the_repository():
         text = path.read_text(encoding="utf-8", errors="replace")
         offending += [f"{name}: {needle}" for needle in needles if needle in text]
     assert not offending, offending
-
-
-def test_protocol_page_names_real_flags_and_every_policy_with_measured_baselines() -> None:
-    from options.evaluate_options import EvaluateOptions
-
-    page = (REPO_ROOT / "docs" / "protocol.md").read_text()
-    assert "protocol.md" in (REPO_ROOT / "docs" / "evaluation.md").read_text()
-    options = EvaluateOptions()
-    options.gather_options(["--sets", "x=y"])
-    known = set(options.parser._option_string_actions)
-    flags = set(re.findall(r"`(--[a-z_]+)", page))
-    assert {"--align", "--keep_size", "--psnr", "--pred", "--pred_resize", "--epoch"} <= flags
-    assert flags - known - {"--if_align", "--val_align", "--val_keep_size"} == set()  # DSRNet's; training's
-    for policy in ("released", "original", "align32"):
-        rows = [line for line in page.splitlines() if line.startswith(f"| {policy} |")]
-        assert {row.split("|")[2].strip() for row in rows} >= {"ceilnet_synthetic100", "real_pairs5"}, policy

@@ -188,6 +188,26 @@ def test_torchrun_validates_once_per_epoch_on_rank_0(tmp_path):
     assert (ckpt / "ddp" / "best_net_G_T.pth").is_file() and (ckpt / "ddp" / "best_train_state.pth").is_file()
 
 
+def test_validation_align_scores_the_aligned_pair(tmp_path: Path, make_options) -> None:
+    from evaluation.testing import load_test_model
+    from evaluation.validation import open_validation_set, validate
+
+    root = make_sized_set(tmp_path / "set")
+    save_random_generators(tmp_path / "ck" / "rand", ngf=8)
+    train_opt = make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32")
+    dataset = open_validation_set(train_opt)
+    assert "multiples of 32" in dataset.size_policy()
+    model = load_test_model(make_options("test", "--dataroot", root, "--name", "rand", "--epoch", "final",
+                                         "--checkpoints_dir", tmp_path / "ck", "--ngf", "8"))
+    result = validate(model, dataset, train_opt)
+    in_psnr, in_ssim = independent_identity(root, aligned)
+    assert result.images == 3
+    assert result.scores["I"] == pytest.approx((in_psnr, in_ssim), abs=1e-9)
+    with pytest.raises(UserError, match="--val_align 32 with --val_keep_size"):
+        open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32",
+                                         "--val_keep_size"))
+
+
 @pytest.fixture
 def validation_setup(tmp_path, make_options):
     """Return (a test model with random generators, the validation set of a tiny folder, the training options)."""
@@ -237,23 +257,3 @@ def test_validation_asks_the_dataset_mode_to_check_its_flags(tmp_path, make_opti
     root = build_tiny_dataset(tmp_path / "d", n_train=0, n_reflection=0, n_test=1)
     open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "8"))
     assert (8, False, "--val_") in calls  # the validation flags, named as validation's
-
-
-def test_validation_align_scores_the_aligned_pair(tmp_path: Path, make_options) -> None:
-    from evaluation.testing import load_test_model
-    from evaluation.validation import open_validation_set, validate
-
-    root = make_sized_set(tmp_path / "set")
-    save_random_generators(tmp_path / "ck" / "rand", ngf=8)
-    train_opt = make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32")
-    dataset = open_validation_set(train_opt)
-    assert "multiples of 32" in dataset.size_policy()
-    model = load_test_model(make_options("test", "--dataroot", root, "--name", "rand", "--epoch", "final",
-                                         "--checkpoints_dir", tmp_path / "ck", "--ngf", "8"))
-    result = validate(model, dataset, train_opt)
-    in_psnr, in_ssim = independent_identity(root, aligned)
-    assert result.images == 3
-    assert result.scores["I"] == pytest.approx((in_psnr, in_ssim), abs=1e-9)
-    with pytest.raises(UserError, match="--val_align 32 with --val_keep_size"):
-        open_validation_set(make_options("train", "--dataroot", root, "--val_dataroot", root, "--val_align", "32",
-                                         "--val_keep_size"))
