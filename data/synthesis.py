@@ -5,7 +5,7 @@ mixture I = clip(((blur(R^2.2) compensated) * vignette + alpha * T^2.2)^(1/2.2),
 All functions are pure: every random choice is made in `draw_params` from an explicit
 `torch.Generator`, and `synthesize` takes the drawn parameters explicitly.
 
-Conventions that reproduce the released code (checked against tests/data/synth1.npz):
+Conventions that reproduce the released code (checked against tests/fixtures/synth1.npz):
   * the blur is one 2-D float32 convolution with the kernel exp(-(dx^2 + dy^2) / (2 sigma^2))
     sampled at integer offsets -k..k (k = ceil(2 sigma)), normalised to sum 1 (the outer product of
     `gaussian_kernel1d` with itself), with reflection padding that does not repeat the edge pixel

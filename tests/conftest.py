@@ -1,90 +1,93 @@
-"""Shared fixtures: the repository paths, tiny image folders made from skimage photos, option parsing, scripts."""
+"""Shared fixtures (repository paths, tiny data sets, options, scripts, seeded weights) and the fast tier's guard.
+
+The helpers these build on are in tests/helpers.py; tests/README.md describes the layout and the two tiers.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import multiprocessing.process
 import subprocess
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_DATA = REPO_ROOT / "tests" / "data"
+# helpers.py's asserts report their operands, like a test module's.
+pytest.register_assert_rewrite("helpers")
 
-# One intra-op thread per process by default (IBCLN_TEST_THREADS overrides): on a small machine shared with
-# other jobs, OpenMP threads that spin-wait for each other make the small convolutions of these tests 5-10x
-# slower than a single thread. Subprocesses started by run_script get the same setting.
-TEST_THREADS = os.environ.get("IBCLN_TEST_THREADS", "1")
+from helpers import (  # noqa: E402 (after the rewrite hook)
+    FIXTURES,
+    REPO_ROOT,
+    TEST_THREADS,
+    build_tiny_dataset,
+    identity_vgg,
+    load_make_weights,
+    parse_options,
+    run_script,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Set torch's thread count for the test session (see TEST_THREADS)."""
+    """Set torch's thread count for the test session (helpers.TEST_THREADS)."""
     import torch
 
     torch.set_num_threads(int(TEST_THREADS))
 
-# skimage.data photos that ship with scikit-image (no download): bright enough for the synthesis to accept them.
-T_PHOTOS = ("astronaut", "rocket", "immunohistochemistry", "coffee")
-R_PHOTOS = ("coffee", "chelsea", "astronaut")
+
+# ----- the fast tier starts no process ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def no_child_processes(item: pytest.Item) -> Iterator[None]:
+    """Make every way of starting a process raise while item (not marked slow) sets up, runs and tears down."""
+    def refuse(what: str) -> Callable:
+        def start(*args, **kwargs):
+            raise RuntimeError(f"{item.nodeid} starts a process ({what}) but is not marked slow: add "
+                               "@pytest.mark.slow (tests/README.md), since -m 'not slow' must start none")
+        return start
+
+    # Every subprocess (scripts, torchrun, git, browsers, servers) and every multiprocessing process (DataLoader
+    # workers, spawned ranks) starts through one of these.
+    starters = [(subprocess.Popen, "_execute_child", "subprocess"),
+                (multiprocessing.process.BaseProcess, "start", "multiprocessing")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in starters]
+    for owner, name, what in starters:
+        setattr(owner, name, refuse(what))
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
-def skimage_photo(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Return the skimage.data photo `name` as an (H, W, 3) uint8 array, resized to size=(H, W) when given."""
-    import skimage.data
-    from PIL import Image
-
-    array = getattr(skimage.data, name)()
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    array = np.ascontiguousarray(array[..., :3]).astype(np.uint8)
-    if size is not None:
-        array = np.asarray(Image.fromarray(array).resize((size[1], size[0]), Image.BICUBIC))
-    return array
+def guarded(item: pytest.Item) -> contextlib.AbstractContextManager:
+    """Return the guard for a test that is not marked slow, else a context that does nothing."""
+    return contextlib.nullcontext() if item.get_closest_marker("slow") else no_child_processes(item)
 
 
-def write_png(array: np.ndarray, path: Path) -> Path:
-    """Write an (H, W, 3) uint8 array as a PNG (creating the folder) and return the path."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    """Set the test up under the guard (its fixtures may start processes too)."""
+    with guarded(item):
+        return (yield)
 
 
-def build_tiny_dataset(root: Path, n_train: int = 3, n_reflection: int = 2, n_test: int = 2,
-                       train_size: tuple[int, int] = (72, 72), test_size: tuple[int, int] = (48, 64),
-                       natural: int = 0, test_gt: bool = True) -> Path:
-    """Create a resize_natural_3 folder under root and return root.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Run the test under the guard."""
+    with guarded(item):
+        return (yield)
 
-    trainA1 (n_train T photos), trainA2 (n_reflection R photos), testB (n_test inputs) and, with test_gt,
-    testA1 (the matching ground truths, same names); natural > 0 adds that many real pairs in natural_T /
-    natural_I. Images are skimage.data photos resized to train_size / test_size (H, W).
-    """
-    for k in range(n_train):
-        write_png(skimage_photo(T_PHOTOS[k % len(T_PHOTOS)], train_size), root / "trainA1" / f"t{k}.png")
-    for k in range(n_reflection):
-        write_png(skimage_photo(R_PHOTOS[k % len(R_PHOTOS)], train_size), root / "trainA2" / f"r{k}.png")
-    for k in range(natural):
-        t = skimage_photo(T_PHOTOS[k % len(T_PHOTOS)], train_size)
-        r = skimage_photo(R_PHOTOS[(k + 1) % len(R_PHOTOS)], train_size)
-        i = np.clip(0.8 * t.astype(np.float64) + 0.3 * r, 0, 255).astype(np.uint8)
-        write_png(t, root / "natural_T" / f"n{k}.png")
-        write_png(i, root / "natural_I" / f"n{k}.png")
-    for k in range(n_test):
-        t = skimage_photo(T_PHOTOS[k % len(T_PHOTOS)], test_size)
-        r = skimage_photo(R_PHOTOS[(k + 1) % len(R_PHOTOS)], test_size)
-        i = np.clip(0.8 * t.astype(np.float64) + 0.3 * r, 0, 255).astype(np.uint8)
-        write_png(i, root / "testB" / f"img{k}.png")
-        if test_gt:
-            write_png(t, root / "testA1" / f"img{k}.png")
-    return root
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Tear the test down under the guard."""
+    with guarded(item):
+        return (yield)
+
+
+# ----- fixtures ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def tiny_dataset_factory(tmp_path: Path) -> Callable[..., Path]:
@@ -113,6 +116,14 @@ def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def no_perceptual_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give the models a test builds helpers.identity_vgg instead of a VGG19: for models whose losses never run."""
+    from models import networks
+
+    monkeypatch.setattr(networks, "load_vgg_features", identity_vgg)
+
+
+@pytest.fixture
 def kernel_flags() -> Iterator[None]:
     """Restore torch's deterministic mode, cuDNN's benchmark and deterministic flags and TF32 after the test."""
     import torch
@@ -124,15 +135,6 @@ def kernel_flags() -> Iterator[None]:
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
      torch.backends.cuda.matmul.allow_tf32) = saved[2:]
-
-
-def parse_options(phase: str, args: Sequence[str], save: bool = False) -> argparse.Namespace:
-    """Return TrainOptions (phase 'train') or TestOptions (phase 'test') parsed from args."""
-    from options.test_options import TestOptions
-    from options.train_options import TrainOptions
-
-    options = TrainOptions() if phase == "train" else TestOptions()
-    return options.parse([str(a) for a in args], save=save)
 
 
 @pytest.fixture
@@ -158,25 +160,9 @@ def make_options(tmp_path: Path) -> Callable[..., argparse.Namespace]:
     return factory
 
 
-def run_script(script: str, *args: str, timeout: float = 300, cuda_visible: bool = True,
-               cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python <script> args` (train.py or test.py) from the repository root; return the completed process.
-
-    stdout and stderr are captured as text. cuda_visible=False hides every GPU (CUDA_VISIBLE_DEVICES="").
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = TEST_THREADS
-    if not cuda_visible:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    command = [sys.executable, str(REPO_ROOT / script), *[str(a) for a in args]]
-    return subprocess.run(command, cwd=str(cwd or REPO_ROOT), env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
 @pytest.fixture
 def script_runner() -> Callable[..., subprocess.CompletedProcess]:
-    """Return run_script (see there): runs train.py / test.py with sys.executable from the repository root."""
+    """Return helpers.run_script: runs train.py / test.py / ... with sys.executable from the repository root."""
     return run_script
 
 
@@ -188,25 +174,29 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def test_data() -> Path:
-    """Return tests/data (reference keys, golden arrays, expected PNGs, make_weights.py)."""
-    return TEST_DATA
-
-
-def load_make_weights():
-    """Return the tests/data/make_weights.py module (deterministic weights from a key list and a seed)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_weights", TEST_DATA / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    """Return tests/fixtures (reference keys, golden arrays, expected PNGs, make_weights.py)."""
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")
 def make_weights():
-    """Return the tests/data/make_weights.py module (use make_weights.make_state_dict(keys, seed))."""
+    """Return the tests/fixtures/make_weights.py module (use make_weights.make_state_dict(keys, seed))."""
     return load_make_weights()
+
+
+@pytest.fixture(scope="session")
+def generator_keys() -> list[list]:
+    """Return the released generator's [key, shape] list (tests/fixtures/generator_keys.json)."""
+    import json
+
+    return json.loads((FIXTURES / "generator_keys.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden_states(make_weights, generator_keys) -> tuple[dict, dict]:
+    """Return the (G_T, G_R) state dicts of the golden arrays: make_weights on the released key list (ngf 64),
+    seeds 1 and 2."""
+    return make_weights.make_state_dict(generator_keys, 1), make_weights.make_state_dict(generator_keys, 2)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,11 @@ two-GPU ones also where it sees only one); tools/gpu_check.sh runs them on a GPU
 The strict fp32 comparisons run with TF32 off (--tf32 off; the default, auto, uses TF32 on Ampere and later, a
 10-bit mantissa) and without cuDNN's benchmark mode (which may pick other algorithms per size): then the CPU's
 tolerance holds. The default path (TF32 on, benchmark mode for fixed sizes) has the bf16 tolerance of
-tests/test_speed_options.py, 0.06 max and 0.006 mean on [0, 1] outputs.
+tests/helpers.py (BF16_TEST_MAX, BF16_TEST_MEAN), 0.06 max and 0.006 mean on [0, 1] outputs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,17 +23,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, build_tiny_dataset
-from test_speed_options import (
+from helpers import (
     BF16_GRAD_COSINE,
     BF16_LOSS_REL,
     BF16_TEST_MAX,
     BF16_TEST_MEAN,
     FAST,
+    FIXTURES,
     FP16_TEST_MAX,
     FP16_TEST_MEAN,
-    _batch,
+    REPO_ROOT,
     assert_near,
+    build_tiny_dataset,
+    mixture_batch,
 )
 
 from data.image_folder import load_rgb
@@ -46,12 +47,12 @@ from util.distributed import weight_difference_in
 from util.images import to_tensor
 from util.machine import cuda_has_native_bf16
 
-DATA = Path(__file__).parent / "data"
-REFERENCE_INPUT = DATA / "reference_data" / "testB" / "a.png"
-CPU_TOLERANCE = 1e-4  # tests/test_conformance.py's, max |ours - golden| over each clamped step
+REFERENCE_INPUT = FIXTURES / "reference_data" / "testB" / "a.png"
+CPU_TOLERANCE = 1e-4  # tests/models/test_conformance.py's, max |ours - golden| over each clamped step
 LOSS_REL_FP32 = 1e-3  # a training step's loss terms, CUDA fp32 (TF32 off) against the CPU
 # Gradients, CUDA fp32 against the CPU, per tensor relative to its largest entry: other kernels move
-# pre-activations by ~1e-7, which flips a few ReLUs sitting at 0 (as channels_last does; tests/test_speed_options.py).
+# pre-activations by ~1e-7, which flips a few ReLUs sitting at 0 (as channels_last does;
+# tests/models/test_speed_options.py).
 GRAD_REL_FP32 = 5e-3
 AMP_TOLERANCES = {"bf16": (BF16_TEST_MAX, BF16_TEST_MEAN), "fp16": (FP16_TEST_MAX, FP16_TEST_MEAN)}
 
@@ -85,9 +86,9 @@ def strict_fp32() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def states(make_weights) -> tuple[dict, dict]:
-    keys = json.loads((DATA / "generator_keys.json").read_text())
-    return make_weights.make_state_dict(keys, 1), make_weights.make_state_dict(keys, 2)
+def states(golden_states) -> tuple[dict, dict]:
+    """Return the golden arrays' (G_T, G_R) weights (tests/conftest.py)."""
+    return golden_states
 
 
 def _cuda_cascade(states: tuple[dict, dict], image: torch.Tensor, dtype: torch.dtype | None = None,
@@ -113,7 +114,7 @@ def _cuda_cascade(states: tuple[dict, dict], image: torch.Tensor, dtype: torch.d
 
 def _golden_errors(outputs: list) -> dict[str, torch.Tensor]:
     """Return step name -> |output - golden| for T1..T3, R1..R3."""
-    golden = np.load(DATA / "golden_a_seed1.npz")
+    golden = np.load(FIXTURES / "golden_a_seed1.npz")
     index = {f"T{k}": k for k in (1, 2, 3)} | {f"R{k}": 4 + k for k in (1, 2, 3)}
     return {name: (outputs[index[name]][0] - torch.from_numpy(golden[name])).abs() for name in golden.files}
 
@@ -171,9 +172,9 @@ def _load(model, weights: dict[str, dict]) -> None:
 
 
 def _losses_and_gradients(model, weights: dict[str, dict]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Return the loss terms and the unscaled gradients of G_T, G_R (from L_G) and D (from L_D) on _batch()."""
+    """Return the loss terms and the unscaled gradients of G_T, G_R (from L_G) and D (from L_D) on mixture_batch()."""
     _load(model, weights)
-    model.set_input(_batch())
+    model.set_input(mixture_batch())
     model.forward()
     model.set_requires_grad(model.netD, True)
     model.compute_loss_D()
@@ -215,7 +216,7 @@ def test_training_step_on_cuda_matches_the_cpu_step(make_options, tmp_path, stat
             assert float(cosine) >= BF16_GRAD_COSINE, f"{key} ({amp}): cosine {float(cosine):.4f}"
     # A whole step (optimisers, and the loss scaler for fp16) moves every network and keeps it finite.
     _load(gpu, weights)
-    gpu.set_input(_batch())
+    gpu.set_input(mixture_batch())
     gpu.optimize_parameters()
     for name in ("G_T", "G_R", "D"):
         after = gpu.nets()[name].state_dict()
@@ -308,7 +309,7 @@ def test_data_parallel_trains_batches_smaller_than_the_gpus_in_the_asked_dtype(m
     seen: list = []
     _record_autocast_dtype(model.nets()["G_T"], seen)  # replicas copy the hooks of the module they replicate
     for size in (1, 2):  # a batch of one reaches one replica only; one of two, each GPU one sample
-        batch = {k: v[:size] if isinstance(v, torch.Tensor) else v for k, v in _batch().items()}
+        batch = {k: v[:size] if isinstance(v, torch.Tensor) else v for k, v in mixture_batch().items()}
         model.set_input(batch)
         model.optimize_parameters()
         assert all(np.isfinite(list(model.get_current_losses().values())))
@@ -332,6 +333,7 @@ def _train_args(root: Path, ckpt: Path, name: str, *extra: str) -> list[str]:
 
 
 @two_gpus
+@pytest.mark.slow
 def test_torchrun_trains_on_two_gpus_with_nccl(tmp_path):
     root = build_tiny_dataset(tmp_path / "data")
     proc = _run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -344,6 +346,7 @@ def test_torchrun_trains_on_two_gpus_with_nccl(tmp_path):
     assert "(local rank 1): cuda:1 " in proc.stdout  # --gpu_ids 0 names fewer GPUs than processes: one each
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amp", ["none", "fp16"])
 def test_deterministic_resume_on_cuda_gives_identical_weights(tmp_path, amp):
     # fp16 resumes its loss scale too: the scale decides which steps are skipped and how gradients round.
@@ -406,7 +409,7 @@ def test_validation_on_cuda_scores_as_on_the_cpu(make_options, tmp_path, states,
 
 
 # The default GPU path (--tf32 auto: on; benchmark mode for fixed sizes) against the CPU, in grey levels of
-# [0, 255] images: the bf16 tolerance of tests/test_speed_options.py (TF32 keeps 10 bits of mantissa, bf16 7).
+# [0, 255] images: the bf16 tolerance of tests/models/test_speed_options.py (TF32 keeps 10 bits of mantissa, bf16 7).
 DEFAULT_PATH_MAX, DEFAULT_PATH_MEAN = 255 * BF16_TEST_MAX, 255 * BF16_TEST_MEAN
 
 
@@ -415,6 +418,7 @@ def _grey_levels(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(diff.max()), float(diff.mean())
 
 
+@pytest.mark.slow
 def test_load_ibcln_and_remove_reflection_on_cuda_match_the_cpu(tmp_path, states, reference_image):
     from PIL import Image
 

@@ -54,7 +54,7 @@ try:
     from models.base_model import BaseModel
     from models.ibcln_model import resolve_amp
     from options.base_options import select_kernels
-    from tools.throughput import measure, write_photos
+    from tools.throughput import measure, write_photos  # noqa: TID251 (a shared module of tools/)
     from util.machine import cpu_has_native_bf16, cpu_model, reset_rss_peak, status_mb, trim_heap, usable_cores
 except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
     sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.benchmark")

@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 try:
-    from tools.throughput import measure, write_photos
+    from tools.throughput import measure, write_photos  # noqa: TID251 (a shared module of tools/)
     from util.machine import cpu_model, usable_cores
 except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
     sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.benchmark_data")

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from tools.gpu_bundle import EXPECTED_INSTALLED, REQUIREMENTS, BundleError, install_bundle, prepare_command
+    from tools.gpu_bundle import (  # noqa: TID251 (a shared module of tools/)
+        EXPECTED_INSTALLED,
+        REQUIREMENTS,
+        BundleError,
+        install_bundle,
+        prepare_command,
+    )
     from util.distributed import weight_difference_in
 except ModuleNotFoundError as err:  # run as a file: the repository root is not on sys.path
     sys.exit(f"error: {err}: run it from the repository root as a module: python -m tools.gpu_check")
@@ -393,8 +399,10 @@ def training_variants(c: Check) -> tuple[dict[str, list[str]], dict[str, str]]:
     left_out: dict[str, str] = {}
     if c.dry:
         left_out["amp_fp16"] = "float16 autocast is CUDA-only (the CPU equivalent is --amp bf16)"
-        left_out["amp_bf16"] = "slow first steps of oneDNN bf16 on a small CPU (tests/test_speed_options.py covers it)"
-        left_out["channels_last"] = "time: step 5 runs test.py --channels_last (tests/test_speed_options.py trains it)"
+        left_out["amp_bf16"] = ("slow first steps of oneDNN bf16 on a small CPU "
+                                "(tests/models/test_speed_options.py covers it)")
+        left_out["channels_last"] = ("time: step 5 runs test.py --channels_last "
+                                     "(tests/models/test_speed_options.py trains it)")
     elif not c.summary.get("environment", {}).get("bf16", True):
         left_out["amp_bf16"] = "this GPU has no native bfloat16 (--amp bf16 is refused there; --amp picks fp16)"
     return {k: v for k, v in variants.items() if k not in left_out}, left_out
