@@ -26,6 +26,7 @@ from helpers import (  # noqa: E402 (after the rewrite hook)
     load_make_weights,
     parse_options,
     run_script,
+    tracked_files,
 )
 
 
@@ -34,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(int(TEST_THREADS))
+    tracked_files()  # one `git ls-files` before any test, so that the docs tests of the fast tier start no process
 
 
 # ----- the fast tier starts no process ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import re
 import signal
@@ -44,6 +45,13 @@ VAL_HEADER = ["epoch", "samples", "lr", "seconds", "images", "PSNR_I", "SSIM_I",
 
 
 # ----- images and tiny data sets ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def tracked_files() -> tuple[str, ...]:
+    """Return the paths git tracks in the repository (listed once per session: conftest lists them at its start)."""
+    names = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    return tuple(names.splitlines())
 
 
 def skimage_photo(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -376,7 +384,7 @@ def training_state(folder: Path, prefix: str = "latest") -> dict:
     return torch.load(folder / f"{prefix}_train_state.pth", weights_only=True)
 
 
-# ----- exact-resume runs (training/test_resume.py, training/test_trackers.py) ------------------------------------
+# ----- exact-resume runs (tests/training/test_resume.py, tests/training/test_trackers.py) -----------------------------
 
 # Every run trains 2 epochs of 12 samples (batch 2, so 6 steps an epoch) at 32x32 on the CPU, with real pairs and
 # mixtures, a decaying learning rate, validation after each epoch, loss lines every 4 samples and 'latest' every 4
@@ -441,7 +449,7 @@ class Runs:
         return self.ckpt / name
 
 
-# ----- the faster paths against the plain computation (models/test_speed_options.py, test_cuda.py) --------------
+# ----- the faster paths against the plain computation (tests/models/test_speed_options.py, tests/test_cuda.py) --------
 
 PLAIN = {"fused_gates": False, "skip_zero_state": False, "skip_unused_heads": False, "inplace_relu": False}
 FAST = {"fused_gates": True, "skip_zero_state": True, "skip_unused_heads": True, "inplace_relu": True}
@@ -451,7 +459,7 @@ REL = 1e-5  # the stated tolerance: max |fast - plain| <= REL * max |plain|, per
 BF16_TEST_MAX, BF16_TEST_MEAN = 0.06, 0.006  # |bf16 - fp32| of the clamped test outputs T_1..3, R_1..3
 BF16_LOSS_REL, BF16_GRAD_COSINE = 0.05, 0.99  # per loss term; per parameter gradient
 # fp16 (CUDA only) keeps 11 bits of mantissa, 8x finer than bf16: rounding every activation and weight to fp16
-# moves these outputs by at most 0.0066 (mean 0.0004) on the CPU (models/test_speed_options.py); its tolerance
+# moves these outputs by at most 0.0066 (mean 0.0004) on the CPU (tests/models/test_speed_options.py); its tolerance
 # leaves 2x for the GPU's own kernels, a quarter of bf16's.
 FP16_TEST_MAX, FP16_TEST_MEAN = 0.015, 0.001
 

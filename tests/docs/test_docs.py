@@ -10,14 +10,12 @@ import importlib
 import importlib.util
 import inspect
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from unittest import mock
 
-import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, tracked_files
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -79,12 +77,10 @@ def test_every_relative_link_and_anchor_resolves():
     assert not broken, broken
 
 
-@pytest.mark.slow  # git ls-files
 def test_no_tracked_file_points_outside_the_repository():
-    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     needles = ("../" + "shared", "SP" + "EC", "issue" + " #")  # split, so that this file does not match itself
     offending = []
-    for name in files.splitlines():
+    for name in tracked_files():
         path = REPO_ROOT / name
         if not path.is_file() or path.suffix in (".png", ".jpg", ".npz", ".pth"):
             continue
@@ -289,8 +285,7 @@ NOT_OURS = {"models/foo_model.py", "data/foo_dataset.py", "data/bar_dataset.py",
 
 def tracked_text_files() -> list[Path]:
     """Return the repository's tracked files that may point at others: code, scripts, docs, configs."""
-    names = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    return [REPO_ROOT / name for name in names.splitlines()
+    return [REPO_ROOT / name for name in tracked_files()
             if not name.startswith("tests/fixtures/") and Path(name).suffix in POINTER_SUFFIXES
             and (REPO_ROOT / name).is_file() and REPO_ROOT / name != Path(__file__).resolve()]  # this file: patterns
 

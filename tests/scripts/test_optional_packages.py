@@ -7,11 +7,10 @@ import builtins
 import importlib
 import importlib.util
 import re
-import subprocess
 import tomllib
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, tracked_files
 
 from util.errors import UserError
 
@@ -70,9 +69,8 @@ def test_export_onnx_without_a_package_names_it_and_its_extra(package, monkeypat
 
 
 def test_every_extra_named_in_the_repository_exists():
-    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     named = set()
-    for name in files.splitlines():
+    for name in tracked_files():
         if name.endswith((".py", ".md", ".sh", ".toml", ".txt")) and (REPO_ROOT / name).is_file():
             named |= set(re.findall(r"pip install -e '?\.\[([\w,]+)\]", (REPO_ROOT / name).read_text(errors="replace")))
     named = {extra for group in named for extra in group.split(",")}
