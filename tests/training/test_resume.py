@@ -157,6 +157,7 @@ sample = create_dataset(opt).dataset[0]
 draws = torch.rand(3).tolist() + [float(sample["I"].sum())]
 mean = float(distributed.mean_over_ranks(torch.tensor([float(opt.rank)]))[0])
 print(f"rank {opt.rank} draws {draws} mean {mean}", flush=True)
+del model  # its DDP wrappers hold the process group: with them alive at exit, gloo's teardown can abort
 distributed.barrier()  # both ranks done before either tears down gloo (a rank leaving early can abort the other)
 distributed.cleanup()
 """
